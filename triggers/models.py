@@ -1,0 +1,89 @@
+"""Database tables (SQLModel). Rows never cross the Temporal boundary; convert at the edge."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlmodel import Field, SQLModel
+
+JSONType = sa.JSON().with_variant(JSONB(), "postgresql")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class TriggerStatus(StrEnum):
+    ACTIVE = "active"
+    DISABLED = "disabled"
+    DEGRADED = "degraded"
+    FAILED = "failed"
+
+
+class ShareRole(StrEnum):
+    VIEWER = "viewer"
+    EDITOR = "editor"
+
+
+class User(SQLModel, table=True):
+    __tablename__ = "users"
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    name: str = Field(max_length=100, sa_column_kwargs={"unique": True}, nullable=False)
+    created_at: datetime = Field(
+        default_factory=utcnow, sa_type=sa.DateTime(timezone=True), nullable=False
+    )
+
+
+class ApiKey(SQLModel, table=True):
+    __tablename__ = "api_keys"
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    user_id: uuid.UUID = Field(foreign_key="users.id", index=True, ondelete="CASCADE")
+    key_hash: str = Field(max_length=64, sa_column_kwargs={"unique": True}, nullable=False)
+    prefix: str = Field(max_length=16)
+    name: str = Field(default="default", max_length=100)
+    created_at: datetime = Field(
+        default_factory=utcnow, sa_type=sa.DateTime(timezone=True), nullable=False
+    )
+
+
+class Trigger(SQLModel, table=True):
+    __tablename__ = "triggers"
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    user_id: uuid.UUID = Field(foreign_key="users.id", index=True, ondelete="CASCADE")
+    name: str = Field(max_length=200)
+    provider: str = Field(max_length=64, index=True)
+    config: dict[str, Any] = Field(default_factory=dict, sa_type=JSONType, nullable=False)
+    condition: dict[str, Any] | None = Field(default=None, sa_type=JSONType)
+    target: dict[str, Any] = Field(default_factory=dict, sa_type=JSONType, nullable=False)
+    enabled: bool = Field(default=True, index=True)
+    config_version: int = Field(default=1)
+    # Fernet token of a JSON object; never returned by the API.
+    secrets_encrypted: str | None = Field(default=None, sa_type=sa.Text)
+    status: str = Field(default=TriggerStatus.ACTIVE.value, max_length=16)
+    last_error: str | None = Field(default=None, sa_type=sa.Text)
+    last_checked: datetime | None = Field(default=None, sa_type=sa.DateTime(timezone=True))
+    created_at: datetime = Field(
+        default_factory=utcnow, sa_type=sa.DateTime(timezone=True), nullable=False
+    )
+    updated_at: datetime = Field(
+        default_factory=utcnow, sa_type=sa.DateTime(timezone=True), nullable=False
+    )
+
+
+class TriggerShare(SQLModel, table=True):
+    __tablename__ = "trigger_shares"
+
+    trigger_id: uuid.UUID = Field(foreign_key="triggers.id", primary_key=True, ondelete="CASCADE")
+    user_id: uuid.UUID = Field(foreign_key="users.id", primary_key=True, ondelete="CASCADE")
+    role: str = Field(max_length=16)
+    created_at: datetime = Field(
+        default_factory=utcnow, sa_type=sa.DateTime(timezone=True), nullable=False
+    )
