@@ -24,7 +24,9 @@ class SecretBox:
         try:
             self._fernet = MultiFernet([Fernet(k.encode()) for k in keys])
         except (ValueError, TypeError) as exc:
-            raise SecretKeyError("TRIGGERS_SECRET_KEYS holds a key that is not a Fernet key") from exc
+            raise SecretKeyError(
+                "TRIGGERS_SECRET_KEYS holds a key that is not a Fernet key"
+            ) from exc
 
     @classmethod
     def from_setting(cls, value: str) -> SecretBox:
@@ -44,7 +46,9 @@ class SecretBox:
             data = json.loads(self._fernet.decrypt(token.encode()))
         except InvalidToken as exc:
             # Never echo the token: it is ciphertext of a secret.
-            raise SecretKeyError("stored secrets cannot be decrypted with the configured keys") from exc
+            raise SecretKeyError(
+                "stored secrets cannot be decrypted with the configured keys"
+            ) from exc
         return {str(k): str(v) for k, v in data.items()}
 
     def rotate(self, token: str) -> str:

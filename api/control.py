@@ -1,0 +1,127 @@
+"""Start, reconfigure and stop trigger workflows; the API's only writes to Temporal."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio.client import Client, WorkflowHandle
+from temporalio.common import (
+    SearchAttributeKey,
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
+from temporalio.service import RPCError, RPCStatusCode
+
+from triggers.events import EventBatch, trigger_workflow_id
+from triggers.models import Trigger
+from workflows.trigger import TriggerWorkflow
+from workflows.types import RunTarget, TriggerInput, TriggerSpec, TriggerStatus
+
+TRIGGER_PROVIDER = SearchAttributeKey.for_keyword("TriggerProvider")
+TRIGGER_OWNER = SearchAttributeKey.for_keyword("TriggerOwner")
+
+# Unavailable or slow Temporal: answer the caller quickly so it can retry later.
+UNAVAILABLE = {
+    RPCStatusCode.UNAVAILABLE,
+    RPCStatusCode.DEADLINE_EXCEEDED,
+    RPCStatusCode.RESOURCE_EXHAUSTED,
+    RPCStatusCode.CANCELLED,
+    RPCStatusCode.UNKNOWN,
+}
+_RPC_TIMEOUT = timedelta(seconds=5)
+
+
+def spec_of(trigger: Trigger) -> TriggerSpec:
+    """Convert a row into the workflow's input at the edge: no config, no secrets."""
+    target = trigger.target or {}
+    return TriggerSpec(
+        trigger_id=str(trigger.id),
+        name=trigger.name,
+        provider=trigger.provider,
+        owner=str(trigger.user_id),
+        config_version=trigger.config_version,
+        target=RunTarget(
+            kind=str(target.get("kind", "run")),
+            workflow_type=target.get("workflow_type"),
+            task_queue=target.get("task_queue"),
+        ),
+        enabled=trigger.enabled,
+    )
+
+
+async def start_or_signal(
+    client: Client,
+    trigger: Trigger,
+    *,
+    task_queue: str,
+    signal: str,
+    arg: TriggerSpec | EventBatch,
+) -> WorkflowHandle[TriggerWorkflow, object]:
+    """Signal-with-start: signals the running trigger workflow, or starts it first.
+
+    Returns once the signal is persisted in the workflow's history.
+    """
+    spec = spec_of(trigger)
+    return await client.start_workflow(
+        TriggerWorkflow.run,
+        TriggerInput(spec=spec),
+        id=trigger_workflow_id(spec.trigger_id),
+        task_queue=task_queue,
+        id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        start_signal=signal,
+        start_signal_args=[arg],
+        memo={"trigger_name": spec.name},
+        search_attributes=TypedSearchAttributes(
+            [
+                SearchAttributePair(TRIGGER_PROVIDER, spec.provider),
+                SearchAttributePair(TRIGGER_OWNER, spec.owner),
+            ]
+        ),
+        static_summary=f"trigger {spec.name}"[:200],
+        rpc_timeout=_RPC_TIMEOUT,
+    )
+
+
+async def configure(client: Client, trigger: Trigger, *, task_queue: str) -> None:
+    """Tell the trigger workflow of a change; starts it when the trigger is enabled."""
+    spec = spec_of(trigger)
+    if spec.enabled:
+        await start_or_signal(client, trigger, task_queue=task_queue, signal="configure", arg=spec)
+        return
+    handle = client.get_workflow_handle(trigger_workflow_id(spec.trigger_id))
+    try:
+        # A disabled trigger's workflow starts what it already accepted, then completes.
+        await handle.signal("configure", spec, rpc_timeout=_RPC_TIMEOUT)
+    except RPCError as exc:
+        if exc.status != RPCStatusCode.NOT_FOUND:
+            raise
+
+
+async def runtime_status(client: Client, trigger_id: str) -> TriggerStatus | None:
+    handle = client.get_workflow_handle(trigger_workflow_id(trigger_id))
+    try:
+        desc = await handle.describe(rpc_timeout=_RPC_TIMEOUT)
+        if desc.status is None or desc.status.name != "RUNNING":
+            return None
+        return await handle.query(TriggerWorkflow.status, rpc_timeout=_RPC_TIMEOUT)
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            return None
+        raise
+
+
+async def run_exists(client: Client, run_id: str) -> bool:
+    try:
+        await client.get_workflow_handle(run_id).describe(rpc_timeout=_RPC_TIMEOUT)
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            return False
+        raise
+    return True
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    return isinstance(exc, RPCError) and exc.status in UNAVAILABLE

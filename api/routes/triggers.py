@@ -1,0 +1,283 @@
+"""``/api/triggers``: create, read, change, share, enable, disable and delete triggers."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Query, Response, status
+
+from api import control
+from api.deps import CurrentUser, SessionDep, StateDep
+from api.schemas import (
+    ShareIn,
+    ShareOut,
+    TriggerCreate,
+    TriggerPage,
+    TriggerPublic,
+    TriggerRuntime,
+    TriggerUpdate,
+)
+from api.state import AppState
+from api.validation import provider_or_422, require_secrets, validate_config, validate_secrets
+from triggers import store
+from triggers.events import trigger_workflow_id
+from triggers.models import Trigger, TriggerStatus
+
+router = APIRouter(prefix="/api/triggers", tags=["triggers"])
+
+
+def to_public(state: AppState, trigger: Trigger, role: str) -> TriggerPublic:
+    secret_names = sorted(state.secret_box.decrypt(trigger.secrets_encrypted))
+    webhook_url = None
+    if trigger.provider == "webhook":
+        preset = trigger.config.get("preset", "generic")
+        webhook_url = f"{state.settings.base_url}/webhooks/{preset}/{trigger.id}"
+    return TriggerPublic(
+        id=trigger.id,
+        name=trigger.name,
+        provider=trigger.provider,
+        config=trigger.config,
+        target=trigger.target,
+        condition=trigger.condition,
+        enabled=trigger.enabled,
+        status=trigger.status,
+        last_error=trigger.last_error,
+        config_version=trigger.config_version,
+        secret_names=secret_names,
+        owner_id=trigger.user_id,
+        role=role,
+        webhook_url=webhook_url,
+        workflow_id=trigger_workflow_id(str(trigger.id)),
+        created_at=trigger.created_at,
+        updated_at=trigger.updated_at,
+    )
+
+
+async def _load(
+    session: SessionDep, user: CurrentUser, trigger_id: uuid.UUID, need: str
+) -> tuple[Trigger, str]:
+    try:
+        return await store.trigger_for_user(session, trigger_id=trigger_id, user=user, need=need)
+    except store.NotFound:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "trigger not found") from None
+    except store.Forbidden as exc:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, str(exc)) from None
+
+
+async def _apply(state: AppState, trigger: Trigger) -> None:
+    """Make Temporal match the row; 503 when it cannot be reached (the row is not saved)."""
+    try:
+        await control.configure(state.client, trigger, task_queue=state.settings.task_queue)
+    except Exception as exc:
+        if control.is_unavailable(exc):
+            raise HTTPException(
+                status.HTTP_503_SERVICE_UNAVAILABLE,
+                "Temporal is unreachable; nothing was changed, retry later",
+                headers={"Retry-After": str(state.settings.retry_after_seconds)},
+            ) from None
+        raise
+
+
+@router.get("", response_model=TriggerPage)
+async def list_triggers(
+    state: StateDep,
+    session: SessionDep,
+    user: CurrentUser,
+    provider: str | None = None,
+    enabled: bool | None = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> TriggerPage:
+    """Triggers you own or that are shared with you, newest first."""
+    rows, total = await store.list_triggers(
+        session, user=user, provider=provider, enabled=enabled, limit=limit, offset=offset
+    )
+    items = [to_public(state, t, role or "viewer") for t, role in rows]
+    return TriggerPage(items=items, total=total, limit=limit, offset=offset)
+
+
+@router.post("", response_model=TriggerPublic, status_code=status.HTTP_201_CREATED)
+async def create_trigger(
+    body: TriggerCreate, state: StateDep, session: SessionDep, user: CurrentUser
+) -> TriggerPublic:
+    """Create a trigger. Its config is checked by the provider's schema; secrets are stored
+    encrypted and never returned. An enabled trigger's workflow starts at once."""
+    info = provider_or_422(body.provider)
+    config = validate_config(info, body.config)
+    validate_secrets(info, body.secrets)
+    require_secrets(info, body.secrets)
+    trigger = Trigger(
+        user_id=user.id,
+        name=body.name,
+        provider=body.provider,
+        config=config.model_dump(mode="json", exclude_unset=False),
+        condition=body.condition,
+        target=body.target.model_dump(mode="json"),
+        enabled=body.enabled,
+        secrets_encrypted=state.secret_box.encrypt(body.secrets) if body.secrets else None,
+        status=TriggerStatus.ACTIVE if body.enabled else TriggerStatus.DISABLED,
+    )
+    if trigger.enabled:
+        await _apply(state, trigger)
+    trigger = await store.save(session, trigger=trigger)
+    return to_public(state, trigger, "owner")
+
+
+@router.get("/{trigger_id}", response_model=TriggerPublic)
+async def get_trigger(
+    trigger_id: uuid.UUID, state: StateDep, session: SessionDep, user: CurrentUser
+) -> TriggerPublic:
+    """One trigger. Secrets appear only by name in ``secret_names``."""
+    trigger, role = await _load(session, user, trigger_id, "viewer")
+    return to_public(state, trigger, role)
+
+
+@router.get("/{trigger_id}/status", response_model=TriggerRuntime)
+async def trigger_status(
+    trigger_id: uuid.UUID, state: StateDep, session: SessionDep, user: CurrentUser
+) -> TriggerRuntime:
+    """What the trigger workflow reports: events received, runs started, duplicates..."""
+    trigger, _ = await _load(session, user, trigger_id, "viewer")
+    wid = trigger_workflow_id(str(trigger.id))
+    try:
+        st = await control.runtime_status(state.client, str(trigger.id))
+    except Exception as exc:
+        if control.is_unavailable(exc):
+            raise HTTPException(
+                status.HTTP_503_SERVICE_UNAVAILABLE,
+                "Temporal is unreachable",
+                headers={"Retry-After": str(state.settings.retry_after_seconds)},
+            ) from None
+        raise
+    if st is None:
+        return TriggerRuntime(running=False, workflow_id=wid)
+    return TriggerRuntime(
+        running=True,
+        workflow_id=wid,
+        events_received=st.events_received,
+        runs_started=st.runs_started,
+        duplicates=st.duplicates,
+        start_failures=st.start_failures,
+        pending=st.pending,
+        last_event_time=st.last_event_time,
+        last_error=st.last_error,
+        continued_as_new=st.continued_as_new,
+        history_length=st.history_length,
+        config_version=st.config_version,
+    )
+
+
+@router.patch("/{trigger_id}", response_model=TriggerPublic)
+async def update_trigger(
+    trigger_id: uuid.UUID,
+    body: TriggerUpdate,
+    state: StateDep,
+    session: SessionDep,
+    user: CurrentUser,
+) -> TriggerPublic:
+    """Change a trigger (editor or owner). The running workflow is told by signal."""
+    trigger, role = await _load(session, user, trigger_id, "editor")
+    info = provider_or_422(trigger.provider)
+    changes = body.model_dump(exclude_unset=True)
+    if "name" in changes and body.name is not None:
+        trigger.name = body.name
+    if body.config is not None:
+        trigger.config = validate_config(info, body.config).model_dump(mode="json")
+    if body.target is not None:
+        trigger.target = body.target.model_dump(mode="json")
+    if "condition" in changes:
+        trigger.condition = body.condition
+    if body.secrets is not None:
+        validate_secrets(info, body.secrets)
+        current = state.secret_box.decrypt(trigger.secrets_encrypted)
+        for name, value in body.secrets.items():
+            if value is None:
+                current.pop(name, None)
+            else:
+                current[name] = value
+        require_secrets(info, current)
+        trigger.secrets_encrypted = state.secret_box.encrypt(current) if current else None
+    trigger.config_version += 1
+    if trigger.enabled:
+        await _apply(state, trigger)
+    trigger = await store.save(session, trigger=trigger)
+    return to_public(state, trigger, role)
+
+
+async def _set_enabled(
+    trigger_id: uuid.UUID, enabled: bool, state: AppState, session: SessionDep, user: CurrentUser
+) -> TriggerPublic:
+    trigger, role = await _load(session, user, trigger_id, "editor")
+    trigger.enabled = enabled
+    trigger.status = TriggerStatus.ACTIVE if enabled else TriggerStatus.DISABLED
+    trigger.last_error = None if enabled else trigger.last_error
+    trigger.config_version += 1
+    await _apply(state, trigger)
+    trigger = await store.save(session, trigger=trigger)
+    return to_public(state, trigger, role)
+
+
+@router.post("/{trigger_id}/enable", response_model=TriggerPublic)
+async def enable_trigger(
+    trigger_id: uuid.UUID, state: StateDep, session: SessionDep, user: CurrentUser
+) -> TriggerPublic:
+    """Start accepting events again; starts the trigger workflow."""
+    return await _set_enabled(trigger_id, True, state, session, user)
+
+
+@router.post("/{trigger_id}/disable", response_model=TriggerPublic)
+async def disable_trigger(
+    trigger_id: uuid.UUID, state: StateDep, session: SessionDep, user: CurrentUser
+) -> TriggerPublic:
+    """Stop accepting events (webhooks answer 409). Events already accepted still run."""
+    return await _set_enabled(trigger_id, False, state, session, user)
+
+
+@router.delete("/{trigger_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_trigger(
+    trigger_id: uuid.UUID, state: StateDep, session: SessionDep, user: CurrentUser
+) -> Response:
+    """Delete a trigger (owner only). Its workflow finishes what it accepted, then stops."""
+    trigger, _ = await _load(session, user, trigger_id, "owner")
+    trigger.enabled = False
+    trigger.config_version += 1
+    await _apply(state, trigger)
+    await session.delete(trigger)
+    await session.commit()
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get("/{trigger_id}/shares", response_model=list[ShareOut])
+async def list_shares(
+    trigger_id: uuid.UUID, session: SessionDep, user: CurrentUser
+) -> list[ShareOut]:
+    """Who else can see or change this trigger."""
+    trigger, _ = await _load(session, user, trigger_id, "viewer")
+    return [ShareOut(user=n, role=r) for n, r in await store.list_shares(session, trigger=trigger)]
+
+
+@router.put("/{trigger_id}/shares", response_model=ShareOut)
+async def share_trigger(
+    trigger_id: uuid.UUID, body: ShareIn, session: SessionDep, user: CurrentUser
+) -> ShareOut:
+    """Share with another user as ``viewer`` (read) or ``editor`` (change, enable, disable).
+    Owner only."""
+    trigger, _ = await _load(session, user, trigger_id, "owner")
+    other = await store.get_user_by_name(session, name=body.user)
+    if other is None or other.id == user.id:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"user {body.user!r} not found")
+    share = await store.set_share(session, trigger=trigger, user=other, role=body.role)
+    return ShareOut(user=other.name, role=share.role)
+
+
+@router.delete("/{trigger_id}/shares/{user_name}", status_code=status.HTTP_204_NO_CONTENT)
+async def unshare_trigger(
+    trigger_id: uuid.UUID, user_name: str, session: SessionDep, user: CurrentUser
+) -> Response:
+    """Stop sharing with a user. Owner only."""
+    trigger, _ = await _load(session, user, trigger_id, "owner")
+    other = await store.get_user_by_name(session, name=user_name)
+    if other is None or not await store.remove_share(session, trigger=trigger, user=other):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"{user_name!r} has no share")
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -1,0 +1,125 @@
+"""Request and response bodies of the API. Secrets are write-only: no response carries them."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from triggers.models import ShareRole
+
+
+class TargetIn(BaseModel):
+    """What a run is. ``run``: the built-in RunWorkflow, which records the event.
+    ``workflow``: your own workflow type on your task queue, started with the event as input."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["run", "workflow"] = "run"
+    workflow_type: str | None = Field(default=None, min_length=1, max_length=200)
+    task_queue: str | None = Field(default=None, min_length=1, max_length=200)
+
+    @model_validator(mode="after")
+    def _needs_type(self) -> TargetIn:
+        if self.kind == "workflow" and not (self.workflow_type and self.task_queue):
+            raise ValueError("workflow_type and task_queue are required when kind is 'workflow'")
+        return self
+
+
+class TriggerBase(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=200)
+    provider: str = Field(min_length=1, max_length=64)
+    config: dict[str, Any] = Field(default_factory=dict)
+    target: TargetIn = Field(default_factory=TargetIn)
+    condition: dict[str, Any] | None = None
+
+
+class TriggerCreate(TriggerBase):
+    enabled: bool = True
+    secrets: dict[str, str] = Field(
+        default_factory=dict, description="Write-only: stored encrypted, never returned."
+    )
+
+
+class TriggerUpdate(BaseModel):
+    """Fields to change. ``config`` replaces the whole config; ``secrets`` sets the given
+    secrets and removes those set to null."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    config: dict[str, Any] | None = None
+    target: TargetIn | None = None
+    condition: dict[str, Any] | None = None
+    secrets: dict[str, str | None] | None = None
+
+
+class TriggerPublic(BaseModel):
+    id: uuid.UUID
+    name: str
+    provider: str
+    config: dict[str, Any]
+    target: dict[str, Any]
+    condition: dict[str, Any] | None
+    enabled: bool
+    status: str
+    last_error: str | None
+    config_version: int
+    secret_names: list[str] = Field(description="Names of the secrets set; never their values.")
+    owner_id: uuid.UUID
+    role: str
+    webhook_url: str | None = None
+    workflow_id: str
+    created_at: datetime
+    updated_at: datetime
+
+
+class TriggerPage(BaseModel):
+    items: list[TriggerPublic]
+    total: int
+    limit: int
+    offset: int
+
+
+class TriggerRuntime(BaseModel):
+    """What the trigger workflow reports (its query), or ``running: false``."""
+
+    running: bool
+    workflow_id: str
+    events_received: int = 0
+    runs_started: int = 0
+    duplicates: int = 0
+    start_failures: int = 0
+    pending: int = 0
+    last_event_time: str | None = None
+    last_error: str | None = None
+    continued_as_new: int = 0
+    history_length: int = 0
+    config_version: int | None = None
+
+
+class ShareIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    user: str = Field(min_length=1, description="The user name to share with.")
+    role: ShareRole
+
+
+class ShareOut(BaseModel):
+    user: str
+    role: str
+
+
+class WebhookAccepted(BaseModel):
+    event_id: str
+    event_key: str
+    run_id: str
+    duplicate: bool
+
+
+class ErrorOut(BaseModel):
+    detail: Any

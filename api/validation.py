@@ -1,0 +1,72 @@
+"""Validation errors in FastAPI's own 422 shape, without echoing input (it may hold secrets)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from fastapi import Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ValidationError
+
+from triggers.providers import ProviderInfo, UnknownProvider, get_provider, provider_names
+
+
+def clean_errors(errors: Iterable[Any]) -> list[dict[str, Any]]:
+    """Keep location, message and type; drop ``input`` and ``ctx``, which can echo secrets."""
+    out = []
+    for err in errors:
+        if isinstance(err, Mapping):
+            loc = [str(p) if not isinstance(p, int) else p for p in err.get("loc", ())]
+            out.append(
+                {"loc": loc, "msg": str(err.get("msg", "")), "type": str(err.get("type", ""))}
+            )
+    return out
+
+
+def invalid(
+    loc: Sequence[str | int], msg: str, type_: str = "value_error"
+) -> RequestValidationError:
+    return RequestValidationError([{"loc": tuple(loc), "msg": msg, "type": type_}])
+
+
+async def validation_error_handler(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    return JSONResponse(status_code=422, content={"detail": clean_errors(exc.errors())})
+
+
+def provider_or_422(name: str) -> ProviderInfo:
+    try:
+        return get_provider(name)
+    except UnknownProvider:
+        raise invalid(
+            ("body", "provider"), f"unknown provider {name!r}; known: {', '.join(provider_names())}"
+        ) from None
+
+
+def validate_config(info: ProviderInfo, config: Mapping[str, Any]) -> BaseModel:
+    try:
+        return info.config_model.model_validate(dict(config))
+    except ValidationError as exc:
+        errors = [
+            {**e, "loc": ("body", "config", *e["loc"])} for e in exc.errors(include_input=False)
+        ]
+        raise RequestValidationError(errors) from None
+
+
+def validate_secrets(info: ProviderInfo, secrets: Mapping[str, str | None]) -> None:
+    for name, value in secrets.items():
+        if name not in info.allowed_secrets:
+            allowed = ", ".join(sorted(info.allowed_secrets)) or "none"
+            raise invalid(
+                ("body", "secrets", name), f"unknown secret for {info.name}; allowed: {allowed}"
+            )
+        if value is not None and not value.strip():
+            raise invalid(("body", "secrets", name), "must not be empty")
+
+
+def require_secrets(info: ProviderInfo, present: Iterable[str]) -> None:
+    missing = sorted(info.required_secrets - set(present))
+    if missing:
+        raise invalid(("body", "secrets", missing[0]), "required secret is missing")

@@ -1,0 +1,153 @@
+"""TriggerWorkflow ``trigger:<trigger-id>``: receives events, starts one run per event key."""
+
+from __future__ import annotations
+
+import asyncio
+
+from temporalio import workflow
+from temporalio.common import (
+    SearchAttributeKey,
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDReusePolicy,
+)
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.workflow import ChildWorkflowCancellationType, ParentClosePolicy
+
+with workflow.unsafe.imports_passed_through():
+    from triggers.events import Event, EventBatch, run_workflow_id
+    from workflows.types import (
+        RUN_WORKFLOW_TYPE,
+        TriggerInput,
+        TriggerSpec,
+        TriggerState,
+        TriggerStatus,
+    )
+
+TRIGGER_ID = SearchAttributeKey.for_keyword("TriggerId")
+TRIGGER_PROVIDER = SearchAttributeKey.for_keyword("TriggerProvider")
+TRIGGER_OWNER = SearchAttributeKey.for_keyword("TriggerOwner")
+
+# Child starts issued in one workflow task; bounds the task's command count.
+START_BATCH = 200
+RECENT_KEYS = 500
+
+
+@workflow.defn(name="TriggerWorkflow")
+class TriggerWorkflow:
+    """One per enabled trigger. Events arrive by the ``events`` signal; each becomes a child
+    run ``run:<trigger-id>:<event-key>`` unless that run already exists."""
+
+    @workflow.init
+    def __init__(self, inp: TriggerInput) -> None:
+        self._spec: TriggerSpec = inp.spec
+        self._state: TriggerState = inp.state or TriggerState()
+        self._recent: dict[str, None] = dict.fromkeys(self._state.recent_keys)
+
+    @workflow.run
+    async def run(self, inp: TriggerInput) -> TriggerState:
+        while True:
+            await workflow.wait_condition(
+                lambda: (
+                    bool(self._state.pending)
+                    or not self._spec.enabled
+                    or workflow.info().is_continue_as_new_suggested()
+                )
+            )
+            if workflow.info().is_continue_as_new_suggested():
+                # Handlers only append to state, so once they are done the pending list
+                # carried in the new run's input holds every accepted event.
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                self._state.continued_as_new += 1
+                self._state.recent_keys = list(self._recent)[-RECENT_KEYS:]
+                workflow.continue_as_new(TriggerInput(spec=self._spec, state=self._state))
+            if self._state.pending:
+                batch = self._state.pending[:START_BATCH]
+                await asyncio.gather(*(self._start_run(e) for e in batch))
+                # Remove only after the starts resolved: a crash before this replays them,
+                # and the run's workflow ID turns a repeat into a duplicate, not a second run.
+                del self._state.pending[: len(batch)]
+                continue
+            if not self._spec.enabled:
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                return self._state
+
+    @workflow.signal(name="events")
+    def on_events(self, batch: EventBatch) -> None:
+        self._state.events_received += len(batch.events)
+        self._state.last_event_time = workflow.now().isoformat()
+        for event in batch.events:
+            if event.key in self._recent:
+                self._state.duplicates += 1
+                continue
+            self._remember(event.key)
+            self._state.pending.append(event)
+
+    @workflow.signal(name="configure")
+    def on_configure(self, spec: TriggerSpec) -> None:
+        if spec.config_version < self._spec.config_version:
+            return  # an older update delivered late
+        if spec.name != self._spec.name:
+            workflow.upsert_memo({"trigger_name": spec.name})
+        self._spec = spec
+
+    @workflow.query(name="status")
+    def status(self) -> TriggerStatus:
+        s = self._state
+        return TriggerStatus(
+            trigger_id=self._spec.trigger_id,
+            name=self._spec.name,
+            enabled=self._spec.enabled,
+            config_version=self._spec.config_version,
+            events_received=s.events_received,
+            runs_started=s.runs_started,
+            duplicates=s.duplicates,
+            start_failures=s.start_failures,
+            pending=len(s.pending),
+            last_event_time=s.last_event_time,
+            last_error=s.last_error,
+            continued_as_new=s.continued_as_new,
+            history_length=workflow.info().get_current_history_length(),
+        )
+
+    def _remember(self, key: str) -> None:
+        self._recent[key] = None
+        if len(self._recent) > 2 * RECENT_KEYS:
+            # Keep the newest keys (dicts keep insertion order); the run ID is the real dedup.
+            self._recent = dict.fromkeys(list(self._recent)[-RECENT_KEYS:])
+
+    async def _start_run(self, event: Event) -> None:
+        spec = self._spec
+        if spec.target.kind == "workflow" and spec.target.workflow_type:
+            workflow_type = spec.target.workflow_type
+            task_queue = spec.target.task_queue or workflow.info().task_queue
+        else:
+            workflow_type = RUN_WORKFLOW_TYPE
+            task_queue = workflow.info().task_queue
+        try:
+            await workflow.start_child_workflow(
+                workflow_type,
+                event,
+                id=run_workflow_id(spec.trigger_id, event.key),
+                task_queue=task_queue,
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                # ABANDON: the default TERMINATE would also fire on continue-as-new.
+                parent_close_policy=ParentClosePolicy.ABANDON,
+                cancellation_type=ChildWorkflowCancellationType.ABANDON,
+                memo={"trigger_name": spec.name, "event_id": event.id},
+                search_attributes=TypedSearchAttributes(
+                    [
+                        SearchAttributePair(TRIGGER_ID, spec.trigger_id),
+                        SearchAttributePair(TRIGGER_PROVIDER, spec.provider),
+                        SearchAttributePair(TRIGGER_OWNER, spec.owner),
+                    ]
+                ),
+                static_summary=f"{event.type} {event.key}"[:200],
+            )
+        except WorkflowAlreadyStartedError:
+            self._state.duplicates += 1
+            return
+        self._state.runs_started += 1
+        workflow.metric_meter().create_counter(
+            "triggers_runs_started_total", "Runs started by triggers"
+        ).add(1, {"provider": spec.provider})

@@ -1,0 +1,82 @@
+"""Dataclasses that cross the Temporal boundary: one in, one out, for every message."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from triggers.events import Event
+
+RUN_WORKFLOW_TYPE = "RunWorkflow"
+TRIGGER_WORKFLOW_TYPE = "TriggerWorkflow"
+
+
+@dataclass
+class RunTarget:
+    """What a run is: the built-in ``RunWorkflow`` or the user's own workflow type."""
+
+    kind: str = "run"  # "run" | "workflow"
+    workflow_type: str | None = None
+    task_queue: str | None = None
+
+
+@dataclass
+class TriggerSpec:
+    """Everything the trigger workflow needs; never secrets or provider config."""
+
+    trigger_id: str
+    name: str
+    provider: str
+    owner: str
+    config_version: int
+    target: RunTarget = field(default_factory=RunTarget)
+    enabled: bool = True
+
+
+@dataclass
+class TriggerState:
+    """Long-lived state, carried across continue-as-new."""
+
+    events_received: int = 0
+    runs_started: int = 0
+    duplicates: int = 0
+    start_failures: int = 0
+    last_event_time: str | None = None
+    last_error: str | None = None
+    continued_as_new: int = 0
+    pending: list[Event] = field(default_factory=list)
+    # Recently handled event keys: a cheap first dedup before the run's workflow ID does it.
+    recent_keys: list[str] = field(default_factory=list)
+
+
+@dataclass
+class TriggerInput:
+    spec: TriggerSpec
+    state: TriggerState | None = None
+
+
+@dataclass
+class TriggerStatus:
+    """Query result: what the trigger workflow knows about itself."""
+
+    trigger_id: str
+    name: str
+    enabled: bool
+    config_version: int
+    events_received: int
+    runs_started: int
+    duplicates: int
+    start_failures: int
+    pending: int
+    last_event_time: str | None
+    last_error: str | None
+    continued_as_new: int
+    history_length: int
+
+
+@dataclass
+class RunResult:
+    event_id: str
+    event_key: str
+    event_type: str
+    trigger_id: str
+    recorded_at: str
