@@ -1,0 +1,229 @@
+"""The ``triggers`` command: dev | api | worker | db upgrade | users create."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+from collections.abc import Iterator, Sequence
+
+import uvicorn
+from pydantic import SecretStr
+
+from triggers.crypto import SecretBox
+from triggers.settings import Settings, get_settings
+
+log = logging.getLogger("triggers")
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: the command decides when to stop."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def _uvicorn(app: object, settings: Settings) -> _Server:
+    config = uvicorn.Config(
+        app,  # type: ignore[arg-type]
+        host=settings.api_host,
+        port=settings.api_port,
+        log_level="info",
+        lifespan="on",
+    )
+    return _Server(config)
+
+
+def _stop_event() -> asyncio.Event:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+async def _until(stop: asyncio.Event, *tasks: asyncio.Task[None]) -> None:
+    """Wait for a stop signal or for any task to end (an error ends the command)."""
+    stopper = asyncio.create_task(stop.wait())
+    done, _ = await asyncio.wait([stopper, *tasks], return_when=asyncio.FIRST_COMPLETED)
+    stopper.cancel()
+    for task in done:
+        if task is not stopper:
+            task.result()  # re-raises what ended it
+            raise RuntimeError("a component stopped unexpectedly")
+
+
+def _dev_secret_key(settings: Settings) -> Settings:
+    if settings.secret_keys.get_secret_value():
+        return settings
+    path = settings.home / "secret.key"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(SecretBox.generate_key())
+        path.chmod(0o600)
+    return settings.model_copy(update={"secret_keys": SecretStr(path.read_text().strip())})
+
+
+async def _ensure_local_user(settings: Settings) -> str:
+    """The dev stack's user ``local`` and its API key (kept in <home>/api-key, mode 600)."""
+    from triggers import store
+    from triggers.db import make_engine, session_factory
+
+    key_file = settings.home / "api-key"
+    engine = make_engine(settings.resolved_database_url)
+    try:
+        async with session_factory(engine)() as session:
+            user = await store.get_user_by_name(session, name="local")
+            if key_file.exists() and user is not None:
+                key = key_file.read_text().strip()
+                if await store.user_for_api_key(session, key=key) is not None:
+                    return key
+            if user is None:
+                user = await store.create_user(session, name="local")
+            key = await store.create_api_key(session, user=user, name="dev")
+    finally:
+        await engine.dispose()
+    key_file.write_text(key + "\n")
+    key_file.chmod(0o600)
+    return key
+
+
+async def _dev(settings: Settings) -> None:
+    from api.app import create_app
+    from triggers.db import upgrade
+    from triggers.devserver import DevServer
+    from triggers.temporal import connect
+    from workers.main import build_worker
+
+    settings = _dev_secret_key(settings)
+    settings.home.mkdir(parents=True, exist_ok=True)
+    stop = _stop_event()
+    host, _, port = settings.temporal_address.rpartition(":")
+    server = DevServer(
+        ip=host or "127.0.0.1",
+        port=int(port),
+        ui_port=int(os.environ.get("TRIGGERS_UI_PORT", int(port) + 1000)),
+        db_filename=settings.home / "temporal.db",
+        namespace=settings.temporal_namespace,
+        log_file=settings.home / "temporal.log",
+    )
+    print(f"Starting Temporal dev server on {server.address} ...", flush=True)
+    await server.start()
+    try:
+        await asyncio.to_thread(upgrade, settings.resolved_database_url)
+        key = await _ensure_local_user(settings)
+        client = await connect(settings)
+        worker = build_worker(client, settings)
+        api = _uvicorn(create_app(settings, client=client), settings)
+        worker_task = asyncio.create_task(worker.run())
+        api_task = asyncio.create_task(api.serve())
+        while not api.started and not api_task.done():
+            await asyncio.sleep(0.05)
+        print(
+            "\n temporal-triggers is running\n"
+            f"   API          {settings.base_url}  (docs: {settings.base_url}/docs)\n"
+            f"   Temporal UI  {server.ui_url}\n"
+            f"   Temporal     {server.address}  namespace {settings.temporal_namespace}\n"
+            f"   Database     {settings.resolved_database_url}\n"
+            f"   API key      {key}   (user 'local'; also in {settings.home / 'api-key'})\n"
+            "\n Ctrl-C stops everything.\n",
+            flush=True,
+        )
+        try:
+            await _until(stop, worker_task, api_task)
+        finally:
+            api.should_exit = True
+            with contextlib.suppress(Exception):
+                await api_task
+            await worker.shutdown()
+    finally:
+        await server.stop()
+        print("stopped", flush=True)
+
+
+async def _api(settings: Settings) -> None:
+    from api.app import create_app
+
+    api = _uvicorn(create_app(settings), settings)
+    stop = _stop_event()
+    task = asyncio.create_task(api.serve())
+    try:
+        await _until(stop, task)
+    finally:
+        api.should_exit = True
+        await task
+
+
+async def _worker(settings: Settings) -> None:
+    from triggers.temporal import connect
+    from workers.main import build_worker
+
+    client = await connect(settings)
+    worker = build_worker(client, settings)
+    stop = _stop_event()
+    task = asyncio.create_task(worker.run())
+    log.info("worker polling task queue %s on %s", settings.task_queue, settings.temporal_address)
+    try:
+        await _until(stop, task)
+    finally:
+        await worker.shutdown()
+
+
+async def _users_create(settings: Settings, name: str) -> None:
+    from triggers import store
+    from triggers.db import make_engine, session_factory
+
+    engine = make_engine(settings.resolved_database_url)
+    try:
+        async with session_factory(engine)() as session:
+            if await store.get_user_by_name(session, name=name) is not None:
+                raise SystemExit(f"user {name!r} already exists")
+            user = await store.create_user(session, name=name)
+            key = await store.create_api_key(session, user=user)
+    finally:
+        await engine.dispose()
+    print(f"user {name} created; API key (shown once): {key}")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="triggers", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+    sub.add_parser("dev", help="embedded stack: Temporal dev server + worker + API, SQLite")
+    sub.add_parser("api", help="run the HTTP API")
+    sub.add_parser("worker", help="run a worker")
+    db = sub.add_parser("db", help="database schema").add_subparsers(dest="db_cmd", required=True)
+    db.add_parser("upgrade", help="apply migrations")
+    users = sub.add_parser("users", help="users").add_subparsers(dest="users_cmd", required=True)
+    create = users.add_parser("create", help="create a user and print an API key")
+    create.add_argument("name")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    settings = get_settings()
+    if args.command == "dev":
+        settings = settings.model_copy(update={"dev_mode": True})
+        asyncio.run(_dev(settings))
+    elif args.command == "api":
+        asyncio.run(_api(settings))
+    elif args.command == "worker":
+        asyncio.run(_worker(settings))
+    elif args.command == "db":
+        from triggers.db import upgrade
+
+        upgrade(settings.resolved_database_url)
+        print("database is at the latest schema")
+    elif args.command == "users":
+        asyncio.run(_users_create(settings, args.name))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
