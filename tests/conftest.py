@@ -1,0 +1,196 @@
+"""Shared fixtures: a real Temporal dev server, a worker, databases and the API in process."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import asyncpg
+import httpx
+import pytest
+from pydantic import SecretStr
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from api.app import create_app
+from triggers import store
+from triggers.crypto import SecretBox
+from triggers.db import make_engine, session_factory, upgrade
+from triggers.devserver import DevServer
+from triggers.settings import Settings
+from workers.main import build_worker
+
+CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+PG_DSN = os.environ.get("TRIGGERS_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+
+T = TypeVar("T")
+
+
+def need_service(name: str, reason: str) -> None:
+    """A missing service fails under CI and skips (naming it) elsewhere."""
+    if CI:
+        pytest.fail(f"{name} is required under CI=true and is unreachable: {reason}")
+    pytest.skip(f"{name} unreachable: {reason}")
+
+
+async def eventually(
+    fn: Callable[[], Awaitable[T]], *, timeout: float = 15.0, interval: float = 0.05
+) -> T:
+    """Poll ``fn`` until it returns a truthy value without raising, or fail at the deadline."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    last: BaseException | None = None
+    while True:
+        try:
+            value = await fn()
+            if value:
+                return value
+        except Exception as exc:  # not there yet: keep polling, report the last error
+            last = exc
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s") from last
+        await asyncio.sleep(interval)
+
+
+@pytest.fixture(scope="session")
+async def temporal() -> AsyncIterator[DevServer]:
+    server = DevServer(headless=True)
+    await server.start()
+    yield server
+    await server.stop()
+
+
+@pytest.fixture(scope="session")
+async def client(temporal: DevServer) -> Client:
+    return await Client.connect(temporal.address)
+
+
+@pytest.fixture(scope="session")
+def task_queue() -> str:
+    return f"triggers-test-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture(scope="session")
+def secret_keys() -> str:
+    return SecretBox.generate_key()
+
+
+@pytest.fixture(scope="session")
+async def worker(client: Client, task_queue: str, secret_keys: str) -> AsyncIterator[Worker]:
+    settings = Settings(task_queue=task_queue, secret_keys=SecretStr(secret_keys))
+    w = build_worker(client, settings)
+    task = asyncio.create_task(w.run())
+    yield w
+    await w.shutdown()
+    await task
+
+
+async def _pg_database() -> str:
+    """A fresh PostgreSQL database; its URL (asyncpg driver)."""
+    try:
+        conn = await asyncpg.connect(PG_DSN, timeout=3)
+    except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+        need_service("PostgreSQL at 127.0.0.1:5432", str(exc))
+    name = f"triggers_{uuid.uuid4().hex[:12]}"
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    base = PG_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
+    return f"{base}/{name}"
+
+
+async def _drop_pg(url: str) -> None:
+    name = url.rsplit("/", 1)[1]
+    conn = await asyncpg.connect(PG_DSN, timeout=3)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """A migrated, empty database of each kind."""
+    if request.param == "sqlite":
+        url = f"sqlite+aiosqlite:///{tmp_path / 'triggers.db'}"
+        await asyncio.to_thread(upgrade, url)
+        yield url
+        return
+    url = await _pg_database()
+    await asyncio.to_thread(upgrade, url)
+    yield url
+    await _drop_pg(url)
+
+
+@pytest.fixture
+async def sqlite_url(tmp_path: Path) -> str:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'triggers.db'}"
+    await asyncio.to_thread(upgrade, url)
+    return url
+
+
+@dataclass
+class Stack:
+    """The API in process (real database, real Temporal, real worker) and two users."""
+
+    http: httpx.AsyncClient
+    client: Client
+    settings: Settings
+    alice: dict[str, str]
+    bob: dict[str, str]
+    carol: dict[str, str]
+
+    async def create_trigger(
+        self, body: dict[str, Any], user: dict[str, str] | None = None
+    ) -> dict[str, Any]:
+        r = await self.http.post("/api/triggers", json=body, headers=user or self.alice)
+        assert r.status_code == 201, r.text
+        data: dict[str, Any] = r.json()
+        return data
+
+
+async def make_stack(
+    db: str, client: Client, task_queue: str, secret_keys: str, **overrides: Any
+) -> AsyncIterator[Stack]:
+    settings = Settings(
+        database_url=db,
+        task_queue=task_queue,
+        secret_keys=SecretStr(secret_keys),
+        **overrides,
+    )
+    engine = make_engine(db)
+    keys: dict[str, dict[str, str]] = {}
+    async with session_factory(engine)() as session:
+        for name in ("alice", "bob", "carol"):
+            user = await store.create_user(session, name=name)
+            key = await store.create_api_key(session, user=user)
+            keys[name] = {"Authorization": f"Bearer {key}"}
+    await engine.dispose()
+    app = create_app(settings, client=client)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+            yield Stack(http, client, settings, keys["alice"], keys["bob"], keys["carol"])
+
+
+@pytest.fixture
+async def stack(
+    db_url: str, client: Client, worker: Worker, task_queue: str, secret_keys: str
+) -> AsyncIterator[Stack]:
+    """The stack on each database kind."""
+    async for s in make_stack(db_url, client, task_queue, secret_keys):
+        yield s
+
+
+@pytest.fixture
+async def sqlite_stack(
+    sqlite_url: str, client: Client, worker: Worker, task_queue: str, secret_keys: str
+) -> AsyncIterator[Stack]:
+    """The stack on SQLite only, for tests about Temporal behaviour rather than storage."""
+    async for s in make_stack(sqlite_url, client, task_queue, secret_keys):
+        yield s

@@ -1,0 +1,31 @@
+"""Users' own workflow types, started by triggers with a ``workflow`` target."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from temporalio import workflow
+
+
+@workflow.defn(name="UserDeploy")
+class UserDeploy:
+    @workflow.run
+    async def run(self, event: dict[str, Any]) -> str:
+        return f"deployed {event['data']['ref']}"
+
+
+@workflow.defn(name="HeldRun")
+class HeldRun:
+    """Stays running until released: an in-flight run for continue-as-new tests."""
+
+    def __init__(self) -> None:
+        self._released = False
+
+    @workflow.run
+    async def run(self, event: dict[str, Any]) -> str:
+        await workflow.wait_condition(lambda: self._released)
+        return f"released {event['key']}"
+
+    @workflow.signal
+    def release(self) -> None:
+        self._released = True
