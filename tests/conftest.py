@@ -6,6 +6,7 @@ import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -154,6 +155,7 @@ class Stack:
         return data
 
 
+@asynccontextmanager
 async def make_stack(
     db: str, client: Client, task_queue: str, secret_keys: str, **overrides: Any
 ) -> AsyncIterator[Stack]:
@@ -183,7 +185,7 @@ async def stack(
     db_url: str, client: Client, worker: Worker, task_queue: str, secret_keys: str
 ) -> AsyncIterator[Stack]:
     """The stack on each database kind."""
-    async for s in make_stack(db_url, client, task_queue, secret_keys):
+    async with make_stack(db_url, client, task_queue, secret_keys) as s:
         yield s
 
 
@@ -192,5 +194,5 @@ async def sqlite_stack(
     sqlite_url: str, client: Client, worker: Worker, task_queue: str, secret_keys: str
 ) -> AsyncIterator[Stack]:
     """The stack on SQLite only, for tests about Temporal behaviour rather than storage."""
-    async for s in make_stack(sqlite_url, client, task_queue, secret_keys):
+    async with make_stack(sqlite_url, client, task_queue, secret_keys) as s:
         yield s
