@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from triggers.models import ShareRole
 
@@ -76,6 +76,12 @@ class TriggerPublic(BaseModel):
     workflow_id: str
     created_at: datetime
     updated_at: datetime
+
+    @field_validator("created_at", "updated_at")
+    @classmethod
+    def _utc(cls, value: datetime) -> datetime:
+        # SQLite hands back naive datetimes; they were written in UTC.
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 class TriggerPage(BaseModel):

@@ -149,6 +149,12 @@ async def _dev(settings: Settings) -> None:
 async def _api(settings: Settings) -> None:
     from api.app import create_app
 
+    if not settings.secret_keys.get_secret_value():
+        raise SystemExit(
+            "TRIGGERS_SECRET_KEYS is not set: give one or more Fernet keys, newest first "
+            "(`triggers dev` makes one for local use)"
+        )
+
     api = _uvicorn(create_app(settings), settings)
     stop = _stop_event()
     task = asyncio.create_task(api.serve())
