@@ -2,13 +2,36 @@
 
 from __future__ import annotations
 
+import math
 import uuid
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from triggers.models import ShareRole
+
+
+def json_safe(value: Any) -> Any:
+    """Refuse what the databases cannot store: NUL characters and non-finite numbers."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ValueError("must not contain NUL characters")
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError("numbers must be finite (no NaN or Infinity)")
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            json_safe(k)
+            json_safe(v)
+    elif isinstance(value, list):
+        for v in value:
+            json_safe(v)
+    return value
+
+
+SafeStr = Annotated[str, AfterValidator(json_safe)]
+SafeJson = Annotated[dict[str, Any], AfterValidator(json_safe)]
 
 
 class TargetIn(BaseModel):
@@ -18,8 +41,8 @@ class TargetIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     kind: Literal["run", "workflow"] = "run"
-    workflow_type: str | None = Field(default=None, min_length=1, max_length=200)
-    task_queue: str | None = Field(default=None, min_length=1, max_length=200)
+    workflow_type: SafeStr | None = Field(default=None, min_length=1, max_length=200)
+    task_queue: SafeStr | None = Field(default=None, min_length=1, max_length=200)
 
     @model_validator(mode="after")
     def _needs_type(self) -> TargetIn:
@@ -31,16 +54,16 @@ class TargetIn(BaseModel):
 class TriggerBase(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, max_length=200)
-    provider: str = Field(min_length=1, max_length=64)
-    config: dict[str, Any] = Field(default_factory=dict)
+    name: SafeStr = Field(min_length=1, max_length=200)
+    provider: SafeStr = Field(min_length=1, max_length=64)
+    config: SafeJson = Field(default_factory=dict)
     target: TargetIn = Field(default_factory=TargetIn)
-    condition: dict[str, Any] | None = None
+    condition: SafeJson | None = None
 
 
 class TriggerCreate(TriggerBase):
     enabled: bool = True
-    secrets: dict[str, str] = Field(
+    secrets: dict[SafeStr, SafeStr] = Field(
         default_factory=dict, description="Write-only: stored encrypted, never returned."
     )
 
@@ -51,11 +74,11 @@ class TriggerUpdate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str | None = Field(default=None, min_length=1, max_length=200)
-    config: dict[str, Any] | None = None
+    name: SafeStr | None = Field(default=None, min_length=1, max_length=200)
+    config: SafeJson | None = None
     target: TargetIn | None = None
-    condition: dict[str, Any] | None = None
-    secrets: dict[str, str | None] | None = None
+    condition: SafeJson | None = None
+    secrets: dict[SafeStr, SafeStr | None] | None = None
 
 
 class TriggerPublic(BaseModel):
@@ -111,7 +134,7 @@ class TriggerRuntime(BaseModel):
 class ShareIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    user: str = Field(min_length=1, description="The user name to share with.")
+    user: SafeStr = Field(min_length=1, description="The user name to share with.")
     role: ShareRole
 
 

@@ -87,7 +87,7 @@ async def list_triggers(
     provider: str | None = None,
     enabled: bool | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
 ) -> TriggerPage:
     """Triggers you own or that are shared with you, newest first."""
     rows, total = await store.list_triggers(
@@ -118,9 +118,15 @@ async def create_trigger(
         secrets_encrypted=state.secret_box.encrypt(body.secrets) if body.secrets else None,
         status=TriggerStatus.ACTIVE if body.enabled else TriggerStatus.DISABLED,
     )
-    if trigger.enabled:
-        await _apply(state, trigger)
+    # Row first, then the workflow: a failed save never leaves a workflow without a trigger.
     trigger = await store.save(session, trigger=trigger)
+    if trigger.enabled:
+        try:
+            await _apply(state, trigger)
+        except BaseException:
+            await session.delete(trigger)
+            await session.commit()
+            raise
     return to_public(state, trigger, "owner")
 
 
@@ -179,14 +185,16 @@ async def update_trigger(
     """Change a trigger (editor or owner). The running workflow is told by signal."""
     trigger, role = await _load(session, user, trigger_id, "editor")
     info = provider_or_422(trigger.provider)
-    changes = body.model_dump(exclude_unset=True)
-    if "name" in changes and body.name is not None:
+    changes = {k: v for k, v in body.model_dump(exclude_unset=True).items() if v is not None}
+    if not changes and "condition" not in body.model_fields_set:
+        return to_public(state, trigger, role)
+    if body.name is not None:
         trigger.name = body.name
     if body.config is not None:
         trigger.config = validate_config(info, body.config).model_dump(mode="json")
     if body.target is not None:
         trigger.target = body.target.model_dump(mode="json")
-    if "condition" in changes:
+    if "condition" in body.model_fields_set:
         trigger.condition = body.condition
     if body.secrets is not None:
         validate_secrets(info, body.secrets)
@@ -277,7 +285,7 @@ async def unshare_trigger(
 ) -> Response:
     """Stop sharing with a user. Owner only."""
     trigger, _ = await _load(session, user, trigger_id, "owner")
-    other = await store.get_user_by_name(session, name=user_name)
+    other = None if "\x00" in user_name else await store.get_user_by_name(session, name=user_name)
     if other is None or not await store.remove_share(session, trigger=trigger, user=other):
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"{user_name!r} has no share")
     return Response(status_code=status.HTTP_204_NO_CONTENT)
