@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 
+from fastapi import HTTPException, status
 from temporalio.client import Client, WorkflowHandle
 from temporalio.common import (
-    SearchAttributeKey,
     SearchAttributePair,
     TypedSearchAttributes,
     WorkflowIDConflictPolicy,
@@ -17,10 +20,14 @@ from temporalio.service import RPCError, RPCStatusCode
 from triggers.events import EventBatch, trigger_workflow_id
 from triggers.models import Trigger
 from workflows.trigger import TriggerWorkflow
-from workflows.types import RunTarget, TriggerInput, TriggerSpec, TriggerStatus
-
-TRIGGER_PROVIDER = SearchAttributeKey.for_keyword("TriggerProvider")
-TRIGGER_OWNER = SearchAttributeKey.for_keyword("TriggerOwner")
+from workflows.types import (
+    TRIGGER_OWNER,
+    TRIGGER_PROVIDER,
+    RunTarget,
+    TriggerInput,
+    TriggerSpec,
+    TriggerStatus,
+)
 
 # Unavailable or slow Temporal: answer the caller quickly so it can retry later.
 UNAVAILABLE = {
@@ -31,6 +38,7 @@ UNAVAILABLE = {
     RPCStatusCode.UNKNOWN,
 }
 _RPC_TIMEOUT = timedelta(seconds=5)
+log = logging.getLogger("triggers.api")
 
 
 def spec_of(trigger: Trigger) -> TriggerSpec:
@@ -123,5 +131,15 @@ async def run_exists(client: Client, run_id: str) -> bool:
     return True
 
 
-def is_unavailable(exc: BaseException) -> bool:
-    return isinstance(exc, RPCError) and exc.status in UNAVAILABLE
+@contextmanager
+def unavailable_as_503(message: str, *, retry_after: int) -> Iterator[None]:
+    """Temporal unreachable inside the block: answer 503 with Retry-After so callers retry."""
+    try:
+        yield
+    except RPCError as exc:
+        if exc.status not in UNAVAILABLE:
+            raise
+        log.warning("Temporal unreachable (%s): answered 503", exc.status.name)
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE, message, headers={"Retry-After": str(retry_after)}
+        ) from None

@@ -6,7 +6,6 @@ import asyncio
 
 from temporalio import workflow
 from temporalio.common import (
-    SearchAttributeKey,
     SearchAttributePair,
     TypedSearchAttributes,
     WorkflowIDReusePolicy,
@@ -18,15 +17,14 @@ with workflow.unsafe.imports_passed_through():
     from triggers.events import Event, EventBatch, run_workflow_id
     from workflows.types import (
         RUN_WORKFLOW_TYPE,
+        TRIGGER_ID,
+        TRIGGER_OWNER,
+        TRIGGER_PROVIDER,
         TriggerInput,
         TriggerSpec,
         TriggerState,
         TriggerStatus,
     )
-
-TRIGGER_ID = SearchAttributeKey.for_keyword("TriggerId")
-TRIGGER_PROVIDER = SearchAttributeKey.for_keyword("TriggerProvider")
-TRIGGER_OWNER = SearchAttributeKey.for_keyword("TriggerOwner")
 
 # Child starts issued in one workflow task; bounds the task's command count.
 START_BATCH = 200

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from temporalio.common import SearchAttributeKey
+
 from triggers.events import Event
+
+TRIGGER_ID = SearchAttributeKey.for_keyword("TriggerId")
+TRIGGER_PROVIDER = SearchAttributeKey.for_keyword("TriggerProvider")
+TRIGGER_OWNER = SearchAttributeKey.for_keyword("TriggerOwner")
 
 RUN_WORKFLOW_TYPE = "RunWorkflow"
 TRIGGER_WORKFLOW_TYPE = "TriggerWorkflow"

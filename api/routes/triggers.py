@@ -67,16 +67,11 @@ async def _load(
 
 async def _apply(state: AppState, trigger: Trigger) -> None:
     """Make Temporal match the row; 503 when it cannot be reached (the row is not saved)."""
-    try:
+    with control.unavailable_as_503(
+        "Temporal is unreachable; nothing was changed, retry later",
+        retry_after=state.settings.retry_after_seconds,
+    ):
         await control.configure(state.client, trigger, task_queue=state.settings.task_queue)
-    except Exception as exc:
-        if control.is_unavailable(exc):
-            raise HTTPException(
-                status.HTTP_503_SERVICE_UNAVAILABLE,
-                "Temporal is unreachable; nothing was changed, retry later",
-                headers={"Retry-After": str(state.settings.retry_after_seconds)},
-            ) from None
-        raise
 
 
 @router.get("", response_model=TriggerPage)
@@ -146,16 +141,10 @@ async def trigger_status(
     """What the trigger workflow reports: events received, runs started, duplicates..."""
     trigger, _ = await _load(session, user, trigger_id, "viewer")
     wid = trigger_workflow_id(str(trigger.id))
-    try:
+    with control.unavailable_as_503(
+        "Temporal is unreachable", retry_after=state.settings.retry_after_seconds
+    ):
         st = await control.runtime_status(state.client, str(trigger.id))
-    except Exception as exc:
-        if control.is_unavailable(exc):
-            raise HTTPException(
-                status.HTTP_503_SERVICE_UNAVAILABLE,
-                "Temporal is unreachable",
-                headers={"Retry-After": str(state.settings.retry_after_seconds)},
-            ) from None
-        raise
     if st is None:
         return TriggerRuntime(running=False, workflow_id=wid)
     return TriggerRuntime(

@@ -122,8 +122,10 @@ async def receive_webhook(
     )
     run_id = run_workflow_id(trigger_id, event.key)
     recent_key = f"{trigger_id}:{event.key}"
-    retry_after = str(settings.retry_after_seconds)
-    try:
+    with control.unavailable_as_503(
+        "event not accepted: Temporal is unreachable, retry later",
+        retry_after=settings.retry_after_seconds,
+    ):
         duplicate = recent_key in state.recent or await control.run_exists(state.client, run_id)
         if not duplicate:
             await control.start_or_signal(
@@ -133,13 +135,6 @@ async def receive_webhook(
                 signal="events",
                 arg=EventBatch([event]),
             )
-    except Exception as exc:
-        if control.is_unavailable(exc):
-            log.warning("webhook %s: Temporal unreachable, asked sender to retry", trigger_id)
-            return _error(
-                503, "event not accepted: Temporal is unreachable, retry later", retry_after
-            )
-        raise
     state.recent.add(recent_key)
     accepted = WebhookAccepted(
         event_id=event.id, event_key=event.key, run_id=run_id, duplicate=duplicate
