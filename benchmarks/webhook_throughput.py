@@ -1,0 +1,489 @@
+"""Webhook throughput: signed deliveries -> runs, against bare Temporal workflow starts.
+
+(a) N no-op workflow starts by C callers; (b) N signed GitHub deliveries by C senders, each
+of which must become exactly one run. Without --against it runs its own stack on 127.0.0.1.
+One JSON object goes to stdout, progress to stderr. See benchmarks/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import importlib
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+from temporalio.api.enums.v1 import TaskQueueType
+from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
+from temporalio.client import Client, WorkflowExecution
+from temporalio.worker import Worker
+
+from triggers import signatures, store
+from triggers.crypto import SecretBox
+from triggers.db import make_engine, session_factory, upgrade
+from triggers.devserver import DevServer, _parent_death_hook, free_port
+from triggers.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+TARGET = 0.8
+SECRET = "bench-signing-secret-0001"
+STARTUP_TIMEOUT = 120.0
+POLL_INTERVAL = 0.1
+CHECKS = ("duplicate_202s", "run_id_mismatches", "duplicate_runs", "missing_runs")
+# The baseline's workflow lives in a module of its own, written to the temp dir: the sandbox
+# re-runs a workflow's whole module for every run, and re-running this file would cost
+# ~15 ms of worker CPU per run instead of ~7 ms (workflows/run.py is as small as this).
+NOOP_MODULE = """from temporalio import workflow
+
+
+@workflow.defn(name="BenchNoop")
+class BenchNoop:
+    @workflow.run
+    async def run(self) -> None:
+        return None
+"""
+
+
+def log(msg: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def percentiles(seconds: list[float]) -> dict[str, float | None]:
+    """Nearest-rank p50/p90/p99 and max, in milliseconds."""
+    s = sorted(seconds)
+    pick = {f"p{p}": max(0, math.ceil(p / 100 * len(s)) - 1) for p in (50, 90, 99)}
+    return {k: round(s[i] * 1000, 1) if s else None for k, i in {**pick, "max": -1}.items()}
+
+
+def rate(count: int, seconds: float | None) -> float | None:
+    return round(count / seconds, 1) if seconds and seconds > 0 and count else None
+
+
+def ratio(b: float | None, a: float | None) -> float | None:
+    return round(b / a, 3) if a and b is not None else None
+
+
+def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
+    """CPU seconds (user + system) used so far by this process and by ``pids`` (Linux /proc)."""
+    out = {"bench": sum(os.times()[:2])}
+    for name, pid in pids.items():
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            out[name] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return out
+
+
+def cpu_delta(after: dict[str, float], before: dict[str, float]) -> dict[str, float]:
+    return {k: round(v - before[k], 2) for k, v in after.items() if k in before}
+
+
+class Procs:
+    """Child processes in their own sessions, logging to files; they die with us (Linux)."""
+
+    def __init__(self, logdir: Path) -> None:
+        self.logdir = logdir
+        self.procs: list[tuple[str, asyncio.subprocess.Process]] = []
+
+    async def spawn(self, name: str, argv: list[str], env: dict[str, str]) -> None:
+        with (self.logdir / f"{name}.log").open("ab") as out:
+            proc = await asyncio.create_subprocess_exec(
+                *argv,
+                cwd=ROOT,
+                env={**os.environ, **env},
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=out,
+                start_new_session=True,
+                preexec_fn=_parent_death_hook(),
+            )
+        self.procs.append((name, proc))
+        log(f"started {name} (pid {proc.pid})")
+
+    def check(self) -> None:
+        for name, proc in self.procs:
+            if proc.returncode is not None:
+                raise RuntimeError(f"{name} exited early with code {proc.returncode}")
+
+    def dump_logs(self, lines: int = 20) -> None:
+        for path in sorted(self.logdir.glob("*.log")):
+            tail = path.read_text(errors="replace").splitlines()[-lines:]
+            log(f"--- tail of {path.name} ---\n" + "\n".join(tail))
+
+    async def stop_all(self) -> None:
+        for _, proc in self.procs:
+            if proc.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.send_signal(signal.SIGTERM)
+        for _, proc in self.procs:
+            try:
+                await asyncio.wait_for(proc.wait(), timeout=15)
+            except TimeoutError:  # ignored SIGTERM
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                await proc.wait()
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)  # stragglers in the group, just reaped
+        self.procs.clear()
+
+
+class Http1:
+    """One keep-alive HTTP/1.1 connection for the hot loop. httpx.AsyncClient spends ~5 ms of
+    client CPU per request at C=32 (measured: /healthz 190/s vs 1700/s with this), which on
+    2 cores would take CPU from the stack under test. Plain http:// only."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self.streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+
+    async def post(self, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
+        if self.streams is None:
+            self.streams = await asyncio.open_connection(self.host, self.port)
+        reader, writer = self.streams
+        head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        request = f"POST {path} HTTP/1.1\r\nHost: {self.host}\r\nContent-Length: {len(body)}\r\n"
+        try:
+            writer.write(f"{request}{head}\r\n".encode() + body)
+            status, length = int((await reader.readuntil(b"\r\n")).split()[1]), 0
+            while (line := await reader.readuntil(b"\r\n")) != b"\r\n":
+                name, _, value = line.partition(b":")
+                length = int(value) if name.strip().lower() == b"content-length" else length
+            return status, await reader.readexactly(length)
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        if self.streams is not None:
+            self.streams[1].close()
+            self.streams = None
+
+
+async def serve_baseline_worker(args: argparse.Namespace) -> None:
+    """Hidden mode (a subprocess of the benchmark): serve BenchNoop until SIGTERM."""
+    sys.path.insert(0, args.serve_baseline_worker)
+    noop = importlib.import_module("bench_noop").BenchNoop
+    client = await Client.connect(args.temporal, namespace=args.namespace)
+    s = Settings()  # the same knobs as workers/main.py build_worker
+    worker = Worker(
+        client,
+        task_queue=args.task_queue,
+        workflows=[noop],
+        max_concurrent_workflow_tasks=s.worker_max_concurrent_workflow_tasks,
+        max_concurrent_workflow_task_polls=s.worker_workflow_task_pollers,
+        max_concurrent_activity_task_polls=s.worker_activity_task_pollers,
+    )
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+    async with worker:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=4 * args.timeout + 600)
+
+
+async def until(check: Callable[[], Awaitable[bool]], what: str, procs: Procs) -> None:
+    """Poll ``check`` (errors count as "not yet") until true; fail after STARTUP_TIMEOUT."""
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    while True:
+        procs.check()
+        with contextlib.suppress(Exception):
+            if await check():
+                return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"not ready after {STARTUP_TIMEOUT}s: {what}")
+        await asyncio.sleep(0.2)
+
+
+async def wait_pollers(client: Client, queue: str, procs: Procs) -> None:
+    request = DescribeTaskQueueRequest(
+        namespace=client.namespace,
+        task_queue=TaskQueue(name=queue),
+        task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+    )
+
+    async def polled() -> bool:
+        return bool((await client.workflow_service.describe_task_queue(request)).pollers)
+
+    await until(polled, f"a worker polling task queue {queue}", procs)
+
+
+async def start_product(address: str, tmp: Path, procs: Procs) -> tuple[str, str, str]:
+    """Fresh SQLite database, user + API key, then ``triggers worker`` and ``triggers api``."""
+    db_url = f"sqlite+aiosqlite:///{tmp / 'triggers.db'}"
+    await asyncio.to_thread(upgrade, db_url)
+    engine = make_engine(db_url)
+    try:
+        async with session_factory(engine)() as session:
+            user = await store.create_user(session, name="bench")
+            key = await store.create_api_key(session, user=user, name="bench")
+    finally:
+        await engine.dispose()
+    port, queue = free_port(), f"triggers-bench-{uuid.uuid4().hex[:8]}"
+    env = {
+        "TRIGGERS_TEMPORAL_ADDRESS": address,
+        "TRIGGERS_DATABASE_URL": db_url,
+        "TRIGGERS_SECRET_KEYS": SecretBox.generate_key(),
+        "TRIGGERS_API_HOST": "127.0.0.1",
+        "TRIGGERS_API_PORT": str(port),
+        "TRIGGERS_TASK_QUEUE": queue,
+        "TRIGGERS_HOME": str(tmp),
+    }
+    for command in ("worker", "api"):
+        await procs.spawn(command, [sys.executable, "-m", "workers.cli", command], env)
+    url = f"http://127.0.0.1:{port}"
+    async with httpx.AsyncClient(base_url=url, timeout=2) as http:
+
+        async def ready() -> bool:
+            return (await http.get("/readyz")).status_code == 200
+
+        await until(ready, f"{url}/readyz", procs)
+    return url, key, queue
+
+
+async def fan_out(n: int, c: int, one: Callable[[int], Awaitable[None]]) -> tuple[float, float]:
+    """Run ``one(0..n-1)`` on ``c`` concurrent coroutines; (wall-clock t0, seconds taken)."""
+    indices = iter(range(n))  # shared, so n calls in all
+
+    async def loop() -> None:
+        for i in indices:
+            await one(i)
+
+    t0 = time.time()
+    await asyncio.gather(*(loop() for _ in range(c)))
+    return t0, time.time() - t0
+
+
+async def settle(
+    client: Client, query: str, n: int, timeout: float, t0: float
+) -> tuple[list[WorkflowExecution], dict[str, Any]]:
+    """Wait for ``n`` matches and ``n`` completed (or timeout); spans use server timestamps."""
+    deadline = time.monotonic() + timeout
+    for q in (query, query + ' AND ExecutionStatus="Completed"'):
+        while (await client.count_workflows(q)).count < n and time.monotonic() < deadline:
+            await asyncio.sleep(POLL_INTERVAL)
+    wfs = [wf async for wf in client.list_workflows(query, page_size=1000, limit=2 * n + 10)]
+    starts = [wf.start_time.timestamp() - t0 for wf in wfs]
+    closes = [wf.close_time.timestamp() - t0 for wf in wfs if wf.close_time is not None]
+    started_s = round(max(starts), 3) if starts else None
+    completed_s = round(max(closes), 3) if closes else None
+    return wfs, {
+        "started_per_s": rate(len(starts), started_s),
+        "completed_per_s": rate(len(closes), completed_s),
+        "seconds": {"all_started": started_s, "all_completed": completed_s},
+        "completed": len(closes),
+    }
+
+
+async def phase_baseline(
+    client: Client, queue: str, n: int, c: int, timeout: float
+) -> dict[str, Any]:
+    prefix, latencies = f"bench-noop-{uuid.uuid4().hex[:8]}", list[float]()
+
+    async def start(i: int) -> None:
+        t = time.perf_counter()
+        await client.start_workflow("BenchNoop", id=f"{prefix}-{i}", task_queue=queue)
+        latencies.append(time.perf_counter() - t)
+
+    log(f"(a) baseline: starting {n} BenchNoop workflows with {c} callers")
+    t0, accepted_s = await fan_out(n, c, start)
+    query = f'WorkflowType="BenchNoop" AND TaskQueue="{queue}"'
+    _, stats = await settle(client, query, n, timeout, t0)
+    stats["seconds"]["accepted"] = round(accepted_s, 3)
+    log(f"(a) accepted in {accepted_s:.2f}s; {stats['completed']}/{n} completed")
+    return {"accepted_per_s": rate(n, accepted_s), **stats, "latency_ms": percentiles(latencies)}
+
+
+async def phase_webhooks(
+    http: httpx.AsyncClient, client: Client, api_key: str, args: argparse.Namespace
+) -> dict[str, Any]:
+    n, c = args.events, args.concurrency
+    auth = {"Authorization": f"Bearer {api_key}"}
+    config = {"preset": "github", "rate_limit_per_second": 100000, "rate_limit_burst": 100000}
+    secrets = {"signing_secret": SECRET}
+    body = {"name": "bench", "provider": "webhook", "config": config, "secrets": secrets}
+    resp = await http.post("/api/triggers", json=body, headers=auth)
+    if resp.status_code != 201:
+        raise RuntimeError(f"creating the trigger: {resp.status_code} {resp.text[:300]}")
+    tid, prefix = resp.json()["id"], uuid.uuid4().hex[:12]
+    sent: dict[str, float] = {}  # run id -> client-side send time
+    statuses, flags, latencies = Counter[str](), Counter[str](), list[float]()
+    free = [Http1(http.base_url.host, http.base_url.port or 80) for _ in range(c)]
+
+    async def send(i: int) -> None:
+        delivery, run_id = f"{prefix}-{i}", f"run:{tid}:{prefix}-{i}"
+        payload = {"ref": "refs/heads/main", "repository": {"full_name": "acme/bench"}, "i": i}
+        raw = json.dumps(payload).encode()
+        headers = {"content-type": "application/json", "X-GitHub-Event": "push"}
+        headers.update(signatures.sign_github(SECRET, raw, delivery_id=delivery))
+        conn, path = free.pop(), f"/webhooks/github/{tid}"  # c senders, c connections
+        sent[run_id], t = time.time(), time.perf_counter()
+        try:
+            if args.httpx:
+                r = await http.post(path, content=raw, headers=headers)
+                status, data = r.status_code, r.content
+            else:
+                status, data = await conn.post(path, raw, headers)
+        except (OSError, ValueError, asyncio.IncompleteReadError, httpx.HTTPError) as exc:
+            statuses[type(exc).__name__] += 1
+            return
+        finally:
+            free.append(conn)
+        latencies.append(time.perf_counter() - t)
+        statuses[str(status)] += 1
+        if status == 202:
+            answer = json.loads(data)
+            flags["duplicate_202s"] += bool(answer.get("duplicate"))
+            flags["run_id_mismatches"] += answer.get("run_id") != run_id
+
+    log(f"(b) webhooks: sending {n} signed deliveries with {c} senders to trigger {tid}")
+    try:
+        t0, accepted_s = await fan_out(n, c, send)
+        wfs, stats = await settle(client, f'TriggerId="{tid}"', n, args.timeout, t0)
+    finally:
+        for conn in free:
+            conn.close()
+        with contextlib.suppress(httpx.HTTPError):  # its workflow finishes, then completes
+            await http.delete(f"/api/triggers/{tid}", headers=auth)
+    stats["seconds"]["accepted"] = round(accepted_s, 3)
+    log(f"(b) accepted in {accepted_s:.2f}s; {len(wfs)}/{n} runs, {stats['completed']} completed")
+    ids = [wf.id for wf in wfs]
+    return {
+        "trigger_id": tid,
+        "accepted_per_s": rate(statuses["202"], accepted_s),
+        "runs_started_per_s": stats.pop("started_per_s"),
+        "runs_completed_per_s": stats.pop("completed_per_s"),
+        **stats,
+        "http_latency_ms": percentiles(latencies),
+        "receipt_to_start_ms": percentiles(
+            [wf.start_time.timestamp() - sent[wf.id] for wf in wfs if wf.id in sent]
+        ),
+        "non_202": {k: v for k, v in sorted(statuses.items()) if k != "202"},
+        "runs_found": len(ids),
+        **{k: flags[k] for k in CHECKS[:2]},
+        "duplicate_runs": len(ids) - len(set(ids)),
+        "missing_runs": len(set(sent) - set(ids)),
+        "unexpected_runs": len(set(ids) - set(sent)),
+    }
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    task = asyncio.current_task()
+    assert task is not None
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+    n, c, load_start = args.events, args.concurrency, os.getloadavg()
+    with tempfile.TemporaryDirectory(prefix="triggers-bench-") as tmpdir:
+        tmp, server, product_queue = Path(tmpdir), None, None
+        procs = Procs(tmp)
+        try:
+            if args.against:
+                api_url, api_key, address = args.against.rstrip("/"), args.api_key, args.temporal
+                persistence = "external"
+            else:
+                persistence = "sqlite-file" if args.db_file else "in-memory"
+                db_file = tmp / "temporal.db" if args.db_file else None
+                server = DevServer(headless=True, db_filename=db_file, log_file=tmp / "t.log")
+                log(f"starting Temporal dev server ({persistence})")
+                await server.start()
+                address = server.address
+                log(f"Temporal dev server at {address} (pid {server.pid})")
+                api_url, api_key, product_queue = await start_product(address, tmp, procs)
+            client = await Client.connect(address, namespace=args.namespace)
+            if product_queue is not None:
+                await wait_pollers(client, product_queue, procs)
+            (tmp / "bench_noop.py").write_text(NOOP_MODULE)
+            queue = f"bench-noop-{uuid.uuid4().hex[:8]}"
+            me = [sys.executable, str(Path(__file__).resolve()), "--serve-baseline-worker", tmpdir]
+            me += ["--temporal", address, "--namespace", args.namespace, "--task-queue", queue]
+            await procs.spawn("baseline-worker", [*me, "--timeout", str(args.timeout)], {})
+            await wait_pollers(client, queue, procs)
+            pids = {name: proc.pid for name, proc in procs.procs}
+            pids.update({"temporal": server.pid} if server and server.pid else {})
+            cpu0 = cpu_seconds(pids)
+            baseline = await phase_baseline(client, queue, n, c, args.timeout)
+            cpu1 = cpu_seconds(pids)
+            limits = httpx.Limits(max_connections=c, max_keepalive_connections=c)
+            async with httpx.AsyncClient(base_url=api_url, limits=limits, timeout=30) as http:
+                webhooks = await phase_webhooks(http, client, api_key, args)
+            cpu2 = cpu_seconds(pids)
+            baseline["cpu_s"], webhooks["cpu_s"] = cpu_delta(cpu1, cpu0), cpu_delta(cpu2, cpu1)
+        except Exception:
+            procs.dump_logs()
+            raise
+        finally:
+            log("stopping")
+            stopping = time.monotonic()
+            await procs.stop_all()
+            if server is not None:
+                await server.stop()
+            log(f"stopped everything in {time.monotonic() - stopping:.1f}s")
+    ok = webhooks["runs_found"] == n and not webhooks["non_202"]
+    ok = ok and not any(webhooks[k] for k in (*CHECKS, "unexpected_runs"))
+    started = ratio(webhooks["runs_started_per_s"], baseline["accepted_per_s"])
+    completed = ratio(webhooks["runs_completed_per_s"], baseline["completed_per_s"])
+    return {
+        "config": {
+            "n": n,
+            "concurrency": c,
+            "persistence": persistence,
+            "http_client": "httpx" if args.httpx else "raw-http1-keepalive",
+            "cpu_count": os.cpu_count(),
+            "loadavg_1m_start_end": [round(load_start[0], 2), round(os.getloadavg()[0], 2)],
+        },
+        "baseline": baseline,
+        "webhooks": webhooks,
+        "checks_ok": ok,
+        "ratio": {
+            "runs_started_b_over_a": started,
+            "runs_completed_b_over_a": completed,
+            "target": TARGET,
+            "meets_target": bool(started and completed and min(started, completed) >= TARGET),
+        },
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    p.add_argument("--events", type=int, default=1000, help="N per phase (default 1000)")
+    p.add_argument("--concurrency", type=int, default=32, help="C per phase (default 32)")
+    p.add_argument("--db-file", action="store_true", help="dev server on a SQLite file")
+    p.add_argument("--against", metavar="URL", help="use a running API instead of own stack")
+    p.add_argument("--api-key", help="API key for --against")
+    p.add_argument("--temporal", default="127.0.0.1:7233", help="Temporal address for --against")
+    p.add_argument("--namespace", default="default")
+    p.add_argument("--timeout", type=float, default=300.0, help="max wait for runs, per phase")
+    p.add_argument("--httpx", action="store_true", help="send with httpx (costly client)")
+    p.add_argument("--serve-baseline-worker", metavar="DIR", help=argparse.SUPPRESS)
+    p.add_argument("--task-queue", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.serve_baseline_worker:
+        asyncio.run(serve_baseline_worker(args))
+        return
+    if args.against and not args.api_key:
+        p.error("--against needs --api-key")
+    if args.events < 1 or args.concurrency < 1:
+        p.error("--events and --concurrency must be >= 1")
+    hard_cap = 2 * args.timeout + 3 * STARTUP_TIMEOUT + 300  # sends, starts and waits
+    try:
+        result = asyncio.run(asyncio.wait_for(run(args), timeout=hard_cap))
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        log("interrupted; everything started was stopped")
+        sys.exit(130)
+    print(json.dumps(result, indent=2))
+    sys.exit(0 if result["checks_ok"] else 1)
+
+
+if __name__ == "__main__":
+    main()
