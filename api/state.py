@@ -8,8 +8,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio.client import Client
 
+from api import control
+from api.batcher import SignalBatcher
 from api.ratelimit import RateLimiter, RecentKeys
 from triggers.crypto import SecretBox
+from triggers.events import Event, EventBatch
+from triggers.models import Trigger
 from triggers.settings import Settings
 
 
@@ -22,3 +26,16 @@ class AppState:
     secret_box: SecretBox
     limiter: RateLimiter = field(default_factory=RateLimiter)
     recent: RecentKeys = field(default_factory=RecentKeys)
+    batcher: SignalBatcher = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.batcher = SignalBatcher(self._signal_events)
+
+    async def _signal_events(self, trigger: Trigger, events: list[Event]) -> None:
+        await control.start_or_signal(
+            self.client,
+            trigger,
+            task_queue=self.settings.task_queue,
+            signal="events",
+            arg=EventBatch(events),
+        )

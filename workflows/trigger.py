@@ -26,8 +26,8 @@ with workflow.unsafe.imports_passed_through():
         TriggerStatus,
     )
 
-# Child starts issued in one workflow task; bounds the task's command count.
-START_BATCH = 200
+# Child starts awaiting the server at once; bounds one workflow task's command count.
+MAX_IN_FLIGHT = 200
 RECENT_KEYS = 500
 
 
@@ -41,34 +41,46 @@ class TriggerWorkflow:
         self._spec: TriggerSpec = inp.spec
         self._state: TriggerState = inp.state or TriggerState()
         self._recent: dict[str, None] = dict.fromkeys(self._state.recent_keys)
+        self._in_flight = 0
+        self._tasks: set[asyncio.Task[None]] = set()
 
     @workflow.run
     async def run(self, inp: TriggerInput) -> TriggerState:
         while True:
             await workflow.wait_condition(
                 lambda: (
-                    bool(self._state.pending)
-                    or not self._spec.enabled
+                    (bool(self._state.pending) and self._in_flight < MAX_IN_FLIGHT)
                     or workflow.info().is_continue_as_new_suggested()
+                    or self._finished()
                 )
             )
             if workflow.info().is_continue_as_new_suggested():
-                # Handlers only append to state, so once they are done the pending list
-                # carried in the new run's input holds every accepted event.
-                await workflow.wait_condition(workflow.all_handlers_finished)
+                # Starts in flight finish here, so their outcome is counted in this run, and
+                # handlers only append to state: the new run's input holds every accepted
+                # event that has not started yet.
+                await workflow.wait_condition(
+                    lambda: self._in_flight == 0 and workflow.all_handlers_finished()
+                )
                 self._state.continued_as_new += 1
                 self._state.recent_keys = list(self._recent)[-RECENT_KEYS:]
                 workflow.continue_as_new(TriggerInput(spec=self._spec, state=self._state))
-            if self._state.pending:
-                batch = self._state.pending[:START_BATCH]
-                await asyncio.gather(*(self._start_run(e) for e in batch))
-                # Remove only after the starts resolved: a crash before this replays them,
-                # and the run's workflow ID turns a repeat into a duplicate, not a second run.
-                del self._state.pending[: len(batch)]
-                continue
-            if not self._spec.enabled:
+            # A sliding window of child starts: a slow start never holds back the others.
+            while self._state.pending and self._in_flight < MAX_IN_FLIGHT:
+                self._launch(self._state.pending.pop(0))
+            if self._finished():
                 await workflow.wait_condition(workflow.all_handlers_finished)
-                return self._state
+                if self._finished():
+                    return self._state
+
+    def _finished(self) -> bool:
+        """Disabled, and everything it accepted has been started."""
+        return not self._spec.enabled and not self._state.pending and self._in_flight == 0
+
+    def _launch(self, event: Event) -> None:
+        self._in_flight += 1
+        task = asyncio.create_task(self._start_run(event))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     @workflow.signal(name="events")
     def on_events(self, batch: EventBatch) -> None:
@@ -115,6 +127,19 @@ class TriggerWorkflow:
             self._recent = dict.fromkeys(list(self._recent)[-RECENT_KEYS:])
 
     async def _start_run(self, event: Event) -> None:
+        try:
+            await self._start_child(event)
+        except WorkflowAlreadyStartedError:
+            self._state.duplicates += 1
+            return
+        finally:
+            self._in_flight -= 1
+        self._state.runs_started += 1
+        workflow.metric_meter().create_counter(
+            "triggers_runs_started_total", "Runs started by triggers"
+        ).add(1, {"provider": self._spec.provider})
+
+    async def _start_child(self, event: Event) -> None:
         spec = self._spec
         if spec.target.kind == "workflow" and spec.target.workflow_type:
             workflow_type = spec.target.workflow_type
@@ -122,30 +147,22 @@ class TriggerWorkflow:
         else:
             workflow_type = RUN_WORKFLOW_TYPE
             task_queue = workflow.info().task_queue
-        try:
-            await workflow.start_child_workflow(
-                workflow_type,
-                event,
-                id=run_workflow_id(spec.trigger_id, event.key),
-                task_queue=task_queue,
-                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-                # ABANDON: the default TERMINATE would also fire on continue-as-new.
-                parent_close_policy=ParentClosePolicy.ABANDON,
-                cancellation_type=ChildWorkflowCancellationType.ABANDON,
-                memo={"trigger_name": spec.name, "event_id": event.id},
-                search_attributes=TypedSearchAttributes(
-                    [
-                        SearchAttributePair(TRIGGER_ID, spec.trigger_id),
-                        SearchAttributePair(TRIGGER_PROVIDER, spec.provider),
-                        SearchAttributePair(TRIGGER_OWNER, spec.owner),
-                    ]
-                ),
-                static_summary=f"{event.type} {event.key}"[:200],
-            )
-        except WorkflowAlreadyStartedError:
-            self._state.duplicates += 1
-            return
-        self._state.runs_started += 1
-        workflow.metric_meter().create_counter(
-            "triggers_runs_started_total", "Runs started by triggers"
-        ).add(1, {"provider": spec.provider})
+        await workflow.start_child_workflow(
+            workflow_type,
+            event,
+            id=run_workflow_id(spec.trigger_id, event.key),
+            task_queue=task_queue,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            # ABANDON: the default TERMINATE would also fire on continue-as-new.
+            parent_close_policy=ParentClosePolicy.ABANDON,
+            cancellation_type=ChildWorkflowCancellationType.ABANDON,
+            memo={"trigger_name": spec.name, "event_id": event.id},
+            search_attributes=TypedSearchAttributes(
+                [
+                    SearchAttributePair(TRIGGER_ID, spec.trigger_id),
+                    SearchAttributePair(TRIGGER_PROVIDER, spec.provider),
+                    SearchAttributePair(TRIGGER_OWNER, spec.owner),
+                ]
+            ),
+            static_summary=f"{event.type} {event.key}"[:200],
+        )

@@ -15,7 +15,7 @@ from api.deps import StateDep
 from api.ratelimit import retry_after_header
 from api.schemas import WebhookAccepted
 from triggers import store
-from triggers.events import EventBatch, run_workflow_id
+from triggers.events import run_workflow_id
 from triggers.providers import webhook
 from triggers.signatures import SignatureError
 
@@ -128,13 +128,7 @@ async def receive_webhook(
     ):
         duplicate = recent_key in state.recent or await control.run_exists(state.client, run_id)
         if not duplicate:
-            await control.start_or_signal(
-                state.client,
-                trigger,
-                task_queue=settings.task_queue,
-                signal="events",
-                arg=EventBatch([event]),
-            )
+            await state.batcher.submit(trigger, event, size=len(body))
     state.recent.add(recent_key)
     accepted = WebhookAccepted(
         event_id=event.id, event_key=event.key, run_id=run_id, duplicate=duplicate
