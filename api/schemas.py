@@ -122,7 +122,6 @@ class TriggerRuntime(BaseModel):
     events_received: int = 0
     runs_started: int = 0
     duplicates: int = 0
-    start_failures: int = 0
     pending: int = 0
     last_event_time: str | None = None
     last_error: str | None = None

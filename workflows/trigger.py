@@ -112,7 +112,6 @@ class TriggerWorkflow:
             events_received=s.events_received,
             runs_started=s.runs_started,
             duplicates=s.duplicates,
-            start_failures=s.start_failures,
             pending=len(s.pending),
             last_event_time=s.last_event_time,
             last_error=s.last_error,

@@ -45,7 +45,6 @@ class TriggerState:
     events_received: int = 0
     runs_started: int = 0
     duplicates: int = 0
-    start_failures: int = 0
     last_event_time: str | None = None
     last_error: str | None = None
     continued_as_new: int = 0
@@ -71,7 +70,6 @@ class TriggerStatus:
     events_received: int
     runs_started: int
     duplicates: int
-    start_failures: int
     pending: int
     last_event_time: str | None
     last_error: str | None

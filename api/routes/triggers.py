@@ -153,7 +153,6 @@ async def trigger_status(
         events_received=st.events_received,
         runs_started=st.runs_started,
         duplicates=st.duplicates,
-        start_failures=st.start_failures,
         pending=st.pending,
         last_event_time=st.last_event_time,
         last_error=st.last_error,
