@@ -29,6 +29,8 @@ with workflow.unsafe.imports_passed_through():
 # Child starts awaiting the server at once; bounds one workflow task's command count.
 MAX_IN_FLIGHT = 200
 RECENT_KEYS = 500
+# Far below the server's hard limit (50K events), far above its suggestion (4K).
+FORCE_CONTINUE_AT = 20_000
 
 
 @workflow.defn(name="TriggerWorkflow")
@@ -50,17 +52,12 @@ class TriggerWorkflow:
             await workflow.wait_condition(
                 lambda: (
                     (bool(self._state.pending) and self._in_flight < MAX_IN_FLIGHT)
-                    or workflow.info().is_continue_as_new_suggested()
+                    or self._ready_to_continue()
                     or self._finished()
                 )
             )
-            if workflow.info().is_continue_as_new_suggested():
-                # Starts in flight finish here, so their outcome is counted in this run, and
-                # handlers only append to state: the new run's input holds every accepted
-                # event that has not started yet.
-                await workflow.wait_condition(
-                    lambda: self._in_flight == 0 and workflow.all_handlers_finished()
-                )
+            if self._ready_to_continue():
+                await workflow.wait_condition(workflow.all_handlers_finished)
                 self._state.continued_as_new += 1
                 self._state.recent_keys = list(self._recent)[-RECENT_KEYS:]
                 workflow.continue_as_new(TriggerInput(spec=self._spec, state=self._state))
@@ -71,6 +68,14 @@ class TriggerWorkflow:
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 if self._finished():
                     return self._state
+
+    def _ready_to_continue(self) -> bool:
+        """Continue-as-new once suggested and every accepted event has started, so the next
+        run's input stays small; past a hard mark, carry what is still pending instead."""
+        info = workflow.info()
+        if not info.is_continue_as_new_suggested() or self._in_flight:
+            return False
+        return not self._state.pending or info.get_current_history_length() > FORCE_CONTINUE_AT
 
     def _finished(self) -> bool:
         """Disabled, and everything it accepted has been started."""
