@@ -74,6 +74,8 @@ async def receive_webhook(
         tid = uuid.UUID(trigger_id)
     except ValueError:
         return _error(404, "trigger not found")
+    # The canonical form: run IDs must not depend on how the sender spelled the UUID.
+    trigger_id = str(tid)
     async with state.sessions() as session:
         trigger = await store.get_trigger(session, trigger_id=tid)
     if trigger is None or trigger.provider != "webhook" or trigger.config.get("preset") != preset:
