@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
+
+if TYPE_CHECKING:
+    from triggers.providers.base import SourceProvider
 
 ENTRY_POINT_GROUP = "temporal_triggers.providers"
 
@@ -19,6 +22,18 @@ class ProviderInfo:
     config_model: type[BaseModel]
     required_secrets: frozenset[str] = field(default_factory=frozenset)
     optional_secrets: frozenset[str] = field(default_factory=frozenset)
+    # The loop that produces events; None for push providers (webhooks arrive over HTTP).
+    source: type[SourceProvider] | None = None
+
+    @classmethod
+    def of(cls, provider: type[SourceProvider]) -> ProviderInfo:
+        return cls(
+            name=provider.name,
+            config_model=provider.Config,
+            required_secrets=provider.required_secrets,
+            optional_secrets=provider.optional_secrets,
+            source=provider,
+        )
 
     @property
     def allowed_secrets(self) -> frozenset[str]:
@@ -45,11 +60,22 @@ def _load() -> None:
     from triggers.providers import webhook
 
     register(webhook.info)
+    from triggers.providers.base import SourceProvider
+
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         obj: Any = ep.load()
+        if isinstance(obj, type) and issubclass(obj, SourceProvider):
+            obj = ProviderInfo.of(obj)
         info = getattr(obj, "info", obj)
         if isinstance(info, ProviderInfo):
             _registry.setdefault(info.name, info)
+
+
+def reload() -> None:
+    """Look at the installed entry points again (after installing a provider package)."""
+    global _loaded
+    _loaded = False
+    _load()
 
 
 def get_provider(name: str) -> ProviderInfo:
