@@ -19,6 +19,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from triggers.events import EventBatch, trigger_workflow_id
 from triggers.models import Trigger
+from triggers.providers import UnknownProvider, get_provider
 from workflows.trigger import TriggerWorkflow
 from workflows.types import (
     TRIGGER_OWNER,
@@ -56,7 +57,16 @@ def spec_of(trigger: Trigger) -> TriggerSpec:
             task_queue=target.get("task_queue"),
         ),
         enabled=trigger.enabled,
+        source=_has_source(trigger.provider),
+        overlap=str(trigger.config.get("overlap", "allow")),
     )
+
+
+def _has_source(provider: str) -> bool:
+    try:
+        return get_provider(provider).source is not None
+    except UnknownProvider:
+        return False
 
 
 async def start_or_signal(

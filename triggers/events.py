@@ -31,9 +31,11 @@ class Event:
 
 @dataclass
 class EventBatch:
-    """Signal payload: events delivered to a trigger workflow in one persisted signal."""
+    """Signal payload: events delivered to a trigger workflow in one persisted signal, with
+    the source's cursor after them (kept in the workflow's state)."""
 
     events: list[Event]
+    cursor: Any = None
 
 
 def trigger_workflow_id(trigger_id: str) -> str:

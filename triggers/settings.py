@@ -43,6 +43,7 @@ class Settings(BaseSettings):
     worker_max_concurrent_workflow_tasks: int = 100
     worker_workflow_task_pollers: int = 10
     worker_activity_task_pollers: int = 5
+    worker_max_concurrent_activities: int = 2000
 
     @property
     def resolved_database_url(self) -> str:

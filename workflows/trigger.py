@@ -1,20 +1,39 @@
-"""TriggerWorkflow ``trigger:<trigger-id>``: receives events, starts one run per event key."""
+"""TriggerWorkflow ``trigger:<trigger-id>``: receives events, starts one run per event key.
+
+Events arrive by the ``events`` signal: from the API (webhooks) or from the trigger's own
+source loop, an activity this workflow runs for providers such as cron and polling.
+"""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Coroutine
+from datetime import datetime, timedelta
+from typing import Any
 
 from temporalio import workflow
 from temporalio.common import (
+    RetryPolicy,
     SearchAttributePair,
     TypedSearchAttributes,
     WorkflowIDReusePolicy,
 )
-from temporalio.exceptions import WorkflowAlreadyStartedError
-from temporalio.workflow import ChildWorkflowCancellationType, ParentClosePolicy
+from temporalio.exceptions import (
+    ActivityError,
+    ApplicationError,
+    CancelledError,
+    WorkflowAlreadyStartedError,
+)
+from temporalio.workflow import (
+    ActivityCancellationType,
+    ActivityHandle,
+    ChildWorkflowCancellationType,
+    ParentClosePolicy,
+)
 
 with workflow.unsafe.imports_passed_through():
     from triggers.events import Event, EventBatch, run_workflow_id
+    from triggers.sources import CONFIG_ERROR, SourceInput, SourceResult
     from workflows.types import (
         RUN_WORKFLOW_TYPE,
         TRIGGER_ID,
@@ -31,12 +50,21 @@ MAX_IN_FLIGHT = 200
 RECENT_KEYS = 500
 # Far below the server's hard limit (50K events), far above its suggestion (4K).
 FORCE_CONTINUE_AT = 20_000
+SOURCE_LIFETIME = timedelta(minutes=5)
+# Transient source errors: the server retries with capped exponential backoff (the activity
+# adds jitter and honours Retry-After); configuration errors are final until the next change.
+SOURCE_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(minutes=5),
+    non_retryable_error_types=[CONFIG_ERROR],
+)
 
 
 @workflow.defn(name="TriggerWorkflow")
 class TriggerWorkflow:
-    """One per enabled trigger. Events arrive by the ``events`` signal; each becomes a child
-    run ``run:<trigger-id>:<event-key>`` unless that run already exists."""
+    """One per enabled trigger. Each event becomes a child run
+    ``run:<trigger-id>:<event-key>`` unless that run already exists."""
 
     @workflow.init
     def __init__(self, inp: TriggerInput) -> None:
@@ -44,10 +72,16 @@ class TriggerWorkflow:
         self._state: TriggerState = inp.state or TriggerState()
         self._recent: dict[str, None] = dict.fromkeys(self._state.recent_keys)
         self._in_flight = 0
+        self._runs_running = 0
         self._tasks: set[asyncio.Task[None]] = set()
+        self._source: ActivityHandle[SourceResult] | None = None
+        self._source_running = False
+        self._failed_version: int | None = None
 
     @workflow.run
     async def run(self, inp: TriggerInput) -> TriggerState:
+        if self._spec.source:
+            self._spawn(self._source_loop())
         while True:
             await workflow.wait_condition(
                 lambda: (
@@ -63,27 +97,35 @@ class TriggerWorkflow:
                 workflow.continue_as_new(TriggerInput(spec=self._spec, state=self._state))
             # A sliding window of child starts: a slow start never holds back the others.
             while self._state.pending and self._in_flight < MAX_IN_FLIGHT:
-                self._launch(self._state.pending.pop(0))
+                self._in_flight += 1
+                self._spawn(self._start_run(self._state.pending.pop(0)))
             if self._finished():
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 if self._finished():
+                    self._state.status = "disabled"
                     return self._state
 
     def _ready_to_continue(self) -> bool:
-        """Continue-as-new once suggested and every accepted event has started, so the next
+        """Continue-as-new once suggested and nothing is mid-flight (accepted events started,
+        the source loop between activities, no overlap-guarded run running), so the next
         run's input stays small; past a hard mark, carry what is still pending instead."""
         info = workflow.info()
-        if not info.is_continue_as_new_suggested() or self._in_flight:
+        if not info.is_continue_as_new_suggested() or self._in_flight or self._source_running:
             return False
-        return not self._state.pending or info.get_current_history_length() > FORCE_CONTINUE_AT
+        forced = info.get_current_history_length() > FORCE_CONTINUE_AT
+        return forced or (not self._state.pending and not self._runs_running)
 
     def _finished(self) -> bool:
         """Disabled, and everything it accepted has been started."""
-        return not self._spec.enabled and not self._state.pending and self._in_flight == 0
+        return (
+            not self._spec.enabled
+            and not self._state.pending
+            and self._in_flight == 0
+            and not self._source_running
+        )
 
-    def _launch(self, event: Event) -> None:
-        self._in_flight += 1
-        task = asyncio.create_task(self._start_run(event))
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -91,6 +133,8 @@ class TriggerWorkflow:
     def on_events(self, batch: EventBatch) -> None:
         self._state.events_received += len(batch.events)
         self._state.last_event_time = workflow.now().isoformat()
+        if batch.cursor is not None:
+            self._state.cursor = batch.cursor
         for event in batch.events:
             if event.key in self._recent:
                 self._state.duplicates += 1
@@ -104,7 +148,11 @@ class TriggerWorkflow:
             return  # an older update delivered late
         if spec.name != self._spec.name:
             workflow.upsert_memo({"trigger_name": spec.name})
+        changed = spec.config_version != self._spec.config_version
         self._spec = spec
+        if changed and self._source is not None:
+            # The source restarts with the new config (or stops, when disabled).
+            self._source.cancel()
 
     @workflow.query(name="status")
     def status(self) -> TriggerStatus:
@@ -117,6 +165,11 @@ class TriggerWorkflow:
             events_received=s.events_received,
             runs_started=s.runs_started,
             duplicates=s.duplicates,
+            skipped=s.skipped,
+            status=s.status if self._spec.enabled else "disabled",
+            cursor=s.cursor,
+            next_at=s.next_at,
+            runs_in_flight=self._runs_running,
             pending=len(s.pending),
             last_event_time=s.last_event_time,
             last_error=s.last_error,
@@ -130,20 +183,114 @@ class TriggerWorkflow:
             # Keep the newest keys (dicts keep insertion order); the run ID is the real dedup.
             self._recent = dict.fromkeys(list(self._recent)[-RECENT_KEYS:])
 
-    async def _start_run(self, event: Event) -> None:
+    # -- the source loop ---------------------------------------------------------------
+
+    async def _source_loop(self) -> None:
+        while self._spec.enabled and not self._state.source_finished:
+            if workflow.info().is_continue_as_new_suggested():
+                return  # the main loop continues as new; the next run resumes here
+            version = self._spec.config_version
+            if self._failed_version == version:
+                await self._config_change(version)
+                continue
+            if self._state.resume_at and not await self._park(version):
+                continue
+            await self._run_source_once(version)
+
+    async def _config_change(self, version: int, timeout: timedelta | None = None) -> None:
+        await workflow.wait_condition(
+            lambda: not self._spec.enabled or self._spec.config_version != version,
+            timeout=timeout,
+        )
+
+    async def _park(self, version: int) -> bool:
+        """Sleep on a durable timer until the source is due again; False if woken early
+        by a config change or a disable."""
+        assert self._state.resume_at is not None
+        delay = datetime.fromisoformat(self._state.resume_at) - workflow.now()
+        if delay.total_seconds() > 0:
+            try:
+                await self._config_change(version, timeout=delay)
+                self._state.resume_at = None
+                return False
+            except TimeoutError:
+                pass
+        self._state.resume_at = None
+        return True
+
+    async def _run_source_once(self, version: int) -> None:
+        self._source_running = True
+        self._source = workflow.start_activity(
+            "run_source",
+            SourceInput(
+                trigger_id=self._spec.trigger_id,
+                config_version=version,
+                cursor=self._state.cursor,
+                lifetime_seconds=SOURCE_LIFETIME.total_seconds(),
+            ),
+            result_type=SourceResult,
+            start_to_close_timeout=SOURCE_LIFETIME + timedelta(minutes=2),
+            # Always set a heartbeat timeout on a long-running activity: it is how a dead
+            # worker is noticed and how cancellation reaches the activity.
+            heartbeat_timeout=timedelta(seconds=60),
+            retry_policy=SOURCE_RETRY,
+            cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+            summary="source loop",
+        )
         try:
-            await self._start_child(event)
-        except WorkflowAlreadyStartedError:
-            self._state.duplicates += 1
+            result = await self._source
+        except ActivityError as err:
+            cause = err.cause
+            if isinstance(cause, ApplicationError) and cause.type == CONFIG_ERROR:
+                self._state.status = "failed"
+                self._state.last_error = cause.message
+                self._failed_version = version
+            elif not isinstance(cause, CancelledError):
+                self._state.last_error = str(cause or err)
             return
+        finally:
+            self._source = None
+            self._source_running = False
+        if result.cursor is not None:
+            self._state.cursor = result.cursor
+        self._state.next_at = result.next_at
+        self._state.resume_at = result.resume_at
+        self._state.status = "finished" if result.finished else "active"
+        self._state.last_error = None
+        self._state.source_finished = result.finished
+
+    # -- runs ----------------------------------------------------------------------------
+
+    async def _start_run(self, event: Event) -> None:
+        guarded = self._spec.overlap == "skip"
+        try:
+            if guarded and self._runs_running:
+                self._state.skipped += 1
+                return
+            if guarded:
+                self._runs_running += 1  # reserved before the start, so concurrent starts see it
+            try:
+                handle = await self._start_child(event)
+            except WorkflowAlreadyStartedError:
+                self._state.duplicates += 1
+                if guarded:
+                    self._runs_running -= 1
+                return
         finally:
             self._in_flight -= 1
         self._state.runs_started += 1
         workflow.metric_meter().create_counter(
             "triggers_runs_started_total", "Runs started by triggers"
         ).add(1, {"provider": self._spec.provider})
+        if guarded:
+            try:
+                await handle
+            except Exception:
+                pass  # a failed run is the run's business; the guard only needs it over
+            finally:
+                self._runs_running -= 1
 
-    async def _start_child(self, event: Event) -> None:
+    async def _start_child(self, event: Event) -> workflow.ChildWorkflowHandle[Any, Any]:
         spec = self._spec
         if spec.target.kind == "workflow" and spec.target.workflow_type:
             workflow_type = spec.target.workflow_type
@@ -151,7 +298,7 @@ class TriggerWorkflow:
         else:
             workflow_type = RUN_WORKFLOW_TYPE
             task_queue = workflow.info().task_queue
-        await workflow.start_child_workflow(
+        return await workflow.start_child_workflow(
             workflow_type,
             event,
             id=run_workflow_id(spec.trigger_id, event.key),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from temporalio.common import SearchAttributeKey
 
@@ -36,6 +37,10 @@ class TriggerSpec:
     config_version: int
     target: RunTarget = field(default_factory=RunTarget)
     enabled: bool = True
+    # The provider runs a source loop (cron, polling...) as this workflow's activity.
+    source: bool = False
+    # "skip": drop an event while this trigger's previous run is still running.
+    overlap: str = "allow"
 
 
 @dataclass
@@ -45,8 +50,14 @@ class TriggerState:
     events_received: int = 0
     runs_started: int = 0
     duplicates: int = 0
+    skipped: int = 0
     last_event_time: str | None = None
     last_error: str | None = None
+    status: str = "active"
+    cursor: Any = None
+    next_at: str | None = None
+    resume_at: str | None = None
+    source_finished: bool = False
     continued_as_new: int = 0
     pending: list[Event] = field(default_factory=list)
     # Recently handled event keys: a cheap first dedup before the run's workflow ID does it.
@@ -70,6 +81,11 @@ class TriggerStatus:
     events_received: int
     runs_started: int
     duplicates: int
+    skipped: int
+    status: str
+    cursor: Any
+    next_at: str | None
+    runs_in_flight: int
     pending: int
     last_event_time: str | None
     last_error: str | None
