@@ -78,6 +78,9 @@ class ActivitySink:
         self.events = 0
         self.next_at: datetime | None = None
         self.emitted_once = False
+        # Set once the provider started fine in this attempt: the API then stops showing
+        # the earlier attempts' errors.
+        self.healthy_attempt: int | None = None
 
     @property
     def cursor(self) -> Cursor:
@@ -88,6 +91,7 @@ class ActivitySink:
             "cursor": self._cursor,
             "next_at": self.next_at.isoformat() if self.next_at else None,
             "events": self.events,
+            "healthy_attempt": self.healthy_attempt,
         }
 
     def heartbeat(self) -> None:
@@ -148,7 +152,7 @@ class SourceActivities:
         sessions: async_sessionmaker[AsyncSession],
         secret_box: SecretBox | None,
         *,
-        heartbeat_every: float = 10.0,
+        heartbeat_every: float = 2.0,
     ) -> None:
         self._client = client
         self._sessions = sessions
@@ -208,8 +212,10 @@ class SourceActivities:
         resume_at: datetime | None = None
         try:
             await provider.init(config, secrets, context)
-            if info.attempt > 1:
-                await self._set_status(inp.trigger_id, TriggerStatus.ACTIVE, None)
+            # Clears a failed or degraded status left by an earlier config or attempt.
+            await self._set_status(inp.trigger_id, TriggerStatus.ACTIVE, None)
+            sink.healthy_attempt = info.attempt
+            sink.heartbeat()
             try:
                 await provider.run(sink)
                 finished = True

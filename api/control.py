@@ -5,7 +5,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import UTC, timedelta
+from typing import Any
 
 from fastapi import HTTPException, status
 from temporalio.client import Client, WorkflowHandle
@@ -118,17 +120,52 @@ async def configure(client: Client, trigger: Trigger, *, task_queue: str) -> Non
             raise
 
 
-async def runtime_status(client: Client, trigger_id: str) -> TriggerStatus | None:
+@dataclass
+class SourceHealth:
+    """The source activity as the server sees it: retries, last failure, last heartbeat."""
+
+    attempt: int
+    last_failure: str | None
+    heartbeat: dict[str, Any]
+    next_retry_at: str | None
+
+
+async def runtime_status(
+    client: Client, trigger_id: str
+) -> tuple[TriggerStatus, SourceHealth | None] | None:
+    """The workflow's own report (query) plus its source activity's health (describe)."""
     handle = client.get_workflow_handle(trigger_workflow_id(trigger_id))
     try:
         desc = await handle.describe(rpc_timeout=_RPC_TIMEOUT)
         if desc.status is None or desc.status.name != "RUNNING":
             return None
-        return await handle.query(TriggerWorkflow.status, rpc_timeout=_RPC_TIMEOUT)
+        status = await handle.query(TriggerWorkflow.status, rpc_timeout=_RPC_TIMEOUT)
     except RPCError as exc:
         if exc.status == RPCStatusCode.NOT_FOUND:
             return None
         raise
+    health = None
+    for pending in desc.raw_description.pending_activities:
+        if pending.activity_type.name != "run_source":
+            continue
+        beat: dict[str, Any] = {}
+        if pending.heartbeat_details.payloads:
+            values = await client.data_converter.decode(pending.heartbeat_details.payloads)
+            if values and isinstance(values[0], dict):
+                beat = values[0]
+        failure = pending.last_failure.message if pending.HasField("last_failure") else None
+        retry_at = (
+            pending.next_attempt_schedule_time.ToDatetime(tzinfo=UTC).isoformat()
+            if pending.HasField("next_attempt_schedule_time")
+            else None
+        )
+        health = SourceHealth(
+            attempt=pending.attempt,
+            last_failure=failure or None,
+            heartbeat=beat,
+            next_retry_at=retry_at,
+        )
+    return status, health
 
 
 async def run_exists(client: Client, run_id: str) -> bool:

@@ -115,13 +115,25 @@ class TriggerPage(BaseModel):
 
 
 class TriggerRuntime(BaseModel):
-    """What the trigger workflow reports (its query), or ``running: false``."""
+    """Health of a trigger: what its workflow reports (query) and how its source loop is
+    doing (retries, last error, cursor, next fire or poll time); ``running: false`` when
+    no workflow runs."""
 
     running: bool
     workflow_id: str
+    status: str = Field(
+        default="disabled",
+        description="active | degraded (source retrying) | failed (config) | finished | disabled",
+    )
     events_received: int = 0
     runs_started: int = 0
     duplicates: int = 0
+    skipped: int = Field(default=0, description="Events dropped by the overlap policy.")
+    runs_in_flight: int = 0
+    cursor: Any = None
+    next_at: str | None = Field(default=None, description="Next fire or poll time.")
+    consecutive_errors: int = 0
+    next_retry_at: str | None = None
     pending: int = 0
     last_event_time: str | None = None
     last_error: str | None = None

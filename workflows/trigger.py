@@ -51,6 +51,9 @@ RECENT_KEYS = 500
 # Far below the server's hard limit (50K events), far above its suggestion (4K).
 FORCE_CONTINUE_AT = 20_000
 SOURCE_LIFETIME = timedelta(minutes=5)
+# The SDK sends heartbeats at most every 0.8 x this; that bounds how fast a config change
+# (a cancel) reaches the loop and how fast a dead worker is noticed.
+SOURCE_HEARTBEAT_TIMEOUT = timedelta(seconds=10)
 # Transient source errors: the server retries with capped exponential backoff (the activity
 # adds jitter and honours Retry-After); configuration errors are final until the next change.
 SOURCE_RETRY = RetryPolicy(
@@ -219,6 +222,9 @@ class TriggerWorkflow:
         return True
 
     async def _run_source_once(self, version: int) -> None:
+        if self._state.status == "failed":
+            # That failure belonged to an older config.
+            self._state.status, self._state.last_error = "active", None
         self._source_running = True
         self._source = workflow.start_activity(
             "run_source",
@@ -232,7 +238,7 @@ class TriggerWorkflow:
             start_to_close_timeout=SOURCE_LIFETIME + timedelta(minutes=2),
             # Always set a heartbeat timeout on a long-running activity: it is how a dead
             # worker is noticed and how cancellation reaches the activity.
-            heartbeat_timeout=timedelta(seconds=60),
+            heartbeat_timeout=SOURCE_HEARTBEAT_TIMEOUT,
             retry_policy=SOURCE_RETRY,
             cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
             summary="source loop",

@@ -144,18 +144,37 @@ async def trigger_status(
     with control.unavailable_as_503(
         "Temporal is unreachable", retry_after=state.settings.retry_after_seconds
     ):
-        st = await control.runtime_status(state.client, str(trigger.id))
-    if st is None:
-        return TriggerRuntime(running=False, workflow_id=wid)
+        found = await control.runtime_status(state.client, str(trigger.id))
+    if found is None:
+        return TriggerRuntime(running=False, workflow_id=wid, last_error=trigger.last_error)
+    st, health = found
+    status_, last_error = st.status, st.last_error
+    errors, next_at, retry_at, cursor = 0, st.next_at, None, st.cursor
+    if health is not None:
+        recovered = health.heartbeat.get("healthy_attempt") == health.attempt
+        errors = 0 if recovered else max(0, health.attempt - 1)
+        next_at = health.heartbeat.get("next_at") or next_at
+        # Signals carry the cursor with each batch; the heartbeat also has cursor-only moves.
+        cursor = cursor if cursor is not None else health.heartbeat.get("cursor")
+        retry_at = health.next_retry_at
+        if errors and status_ == "active":
+            status_, last_error = "degraded", health.last_failure or last_error
     return TriggerRuntime(
         running=True,
         workflow_id=wid,
+        status=status_,
         events_received=st.events_received,
         runs_started=st.runs_started,
         duplicates=st.duplicates,
+        skipped=st.skipped,
+        runs_in_flight=st.runs_in_flight,
+        cursor=cursor,
+        next_at=next_at,
+        consecutive_errors=errors,
+        next_retry_at=retry_at,
         pending=st.pending,
         last_event_time=st.last_event_time,
-        last_error=st.last_error,
+        last_error=last_error,
         continued_as_new=st.continued_as_new,
         history_length=st.history_length,
         config_version=st.config_version,
