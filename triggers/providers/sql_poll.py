@@ -22,6 +22,8 @@ equals ``value``: with ``>=`` those rows come back on the next page and are skip
 that share a cursor value across a batch boundary are neither lost nor repeated. With ``>``
 the rest of such a tie is lost: use ``>=``. A LIMIT is not needed; a query that has one must
 keep it above the largest number of rows sharing one cursor value, or paging stalls there.
+Each page re-reads the rows already emitted at the boundary value and the cursor lists their
+ids, so a bulk update that stamps many rows with one ``now()`` costs re-reads and cursor size.
 
 **Event key** ``f"{id}@{cursor value}"``: an update that moves the row's cursor value (a new
 ``updated_at``) is a new event, while re-reading the same version (after a crash, a retried
