@@ -57,9 +57,10 @@ def _load() -> None:
     if _loaded:
         return
     _loaded = True
-    from triggers.providers import webhook
+    from triggers.providers import cron, webhook
 
     register(webhook.info)
+    register(cron.info)
     from triggers.providers.base import SourceProvider
 
     for ep in entry_points(group=ENTRY_POINT_GROUP):
