@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 import uuid
 from collections.abc import Sequence
@@ -51,11 +50,6 @@ class _Park(SourceStop):
         self.resume_at = resume_at
 
 
-def backoff(attempt: int, *, base: float = 1.0, cap: float = 300.0) -> float:
-    """Capped exponential backoff with full jitter, for retry ``attempt`` (1 = first retry)."""
-    return random.uniform(0.5, 1.0) * min(cap, base * 2.0 ** max(0, attempt - 1))
-
-
 class ActivitySink:
     """The EventSink a provider's ``run`` talks to inside the activity."""
 
@@ -78,9 +72,8 @@ class ActivitySink:
         self.events = 0
         self.next_at: datetime | None = None
         self.emitted_once = False
-        # Set once the provider started fine in this attempt: the API then stops showing
-        # the earlier attempts' errors.
-        self.healthy_attempt: int | None = None
+        # Set once the provider started fine: the API then stops showing earlier errors.
+        self.healthy = False
 
     @property
     def cursor(self) -> Cursor:
@@ -91,7 +84,7 @@ class ActivitySink:
             "cursor": self._cursor,
             "next_at": self.next_at.isoformat() if self.next_at else None,
             "events": self.events,
-            "healthy_attempt": self.healthy_attempt,
+            "healthy": self.healthy,
         }
 
     def heartbeat(self) -> None:
@@ -106,19 +99,29 @@ class ActivitySink:
             self.events += len(batch)
         self.emitted_once = True
         if cursor is not None:
-            await self.checkpoint(cursor)
+            self._cursor = cursor  # the last batch's signal carried it
+            self.heartbeat()
         if time.monotonic() >= self._deadline:
             raise SourceStop
 
     async def checkpoint(self, cursor: Cursor) -> None:
+        # A cursor that moves without events (a skipped slot, a "start from now") is signalled
+        # too: the workflow's copy is what a retry resumes from, heartbeats may be throttled.
+        await self._client.get_workflow_handle(self._workflow_id).signal(
+            "events", EventBatch([], cursor=cursor)
+        )
         self._cursor = cursor
         self.heartbeat()
 
     async def wait(self, seconds: float, *, next_at: datetime | None = None) -> None:
-        self.next_at = next_at or (self.now() + timedelta(seconds=seconds))
+        now = self.now()
+        self.next_at = next_at or (now + timedelta(seconds=seconds))
         self.heartbeat()
-        if seconds > self._park_after:
-            raise _Park(self.now() + timedelta(seconds=seconds - self._lead))
+        # Park on the provider's horizon (when it next needs to act), not on this one wait:
+        # providers may idle in short pieces.
+        horizon = (self.next_at - now).total_seconds()
+        if horizon > self._park_after:
+            raise _Park(self.next_at - timedelta(seconds=self._lead))
         remaining = self._deadline - time.monotonic()
         if remaining <= 0:
             raise SourceStop
@@ -170,16 +173,7 @@ class SourceActivities:
 
     @activity.defn(name="run_source")
     async def run_source(self, inp: SourceInput) -> SourceResult:
-        info = activity.info()
         cursor = inp.cursor
-        if info.heartbeat_details:
-            # A retry: resume from the last cursor this activity recorded.
-            details = info.heartbeat_details[0]
-            if isinstance(details, dict) and "cursor" in details:
-                cursor = details["cursor"]
-        if info.attempt > 1:
-            # Jitter on top of the server's backoff, so failed triggers do not retry in step.
-            await asyncio.sleep(random.uniform(0, min(5.0, info.attempt)))
 
         async with self._sessions() as session:
             trigger = await store.get_trigger(session, trigger_id=uuid.UUID(inp.trigger_id))
@@ -214,7 +208,7 @@ class SourceActivities:
             await provider.init(config, secrets, context)
             # Clears a failed or degraded status left by an earlier config or attempt.
             await self._set_status(inp.trigger_id, TriggerStatus.ACTIVE, None)
-            sink.healthy_attempt = info.attempt
+            sink.healthy = True
             sink.heartbeat()
             try:
                 await provider.run(sink)
@@ -230,14 +224,14 @@ class SourceActivities:
         except Exception as exc:
             # Anything else may pass: the server retries with capped backoff; shown as degraded.
             message = _describe(exc, secrets)
-            log.warning("source %s: %s (attempt %d)", inp.trigger_id, message, info.attempt)
+            log.warning("source %s: %s", inp.trigger_id, message)
             await self._set_status(inp.trigger_id, TriggerStatus.DEGRADED, message)
-            delay = getattr(exc, "retry_after", None) or backoff(info.attempt)
+            # The workflow retries with backoff; a source's own Retry-After comes first.
+            retry_after = getattr(exc, "retry_after", None)
             raise ApplicationError(
                 message,
-                sink.details(),
                 type=TRANSIENT_ERROR,
-                next_retry_delay=timedelta(seconds=delay),
+                next_retry_delay=timedelta(seconds=retry_after) if retry_after else None,
             ) from None
         finally:
             beat.cancel()

@@ -6,7 +6,7 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, timedelta
+from datetime import timedelta
 from typing import Any
 
 from fastapi import HTTPException, status
@@ -122,12 +122,9 @@ async def configure(client: Client, trigger: Trigger, *, task_queue: str) -> Non
 
 @dataclass
 class SourceHealth:
-    """The source activity as the server sees it: retries, last failure, last heartbeat."""
+    """The running source activity as the server sees it: its last heartbeat."""
 
-    attempt: int
-    last_failure: str | None
     heartbeat: dict[str, Any]
-    next_retry_at: str | None
 
 
 async def runtime_status(
@@ -153,18 +150,7 @@ async def runtime_status(
             values = await client.data_converter.decode(pending.heartbeat_details.payloads)
             if values and isinstance(values[0], dict):
                 beat = values[0]
-        failure = pending.last_failure.message if pending.HasField("last_failure") else None
-        retry_at = (
-            pending.next_attempt_schedule_time.ToDatetime(tzinfo=UTC).isoformat()
-            if pending.HasField("next_attempt_schedule_time")
-            else None
-        )
-        health = SourceHealth(
-            attempt=pending.attempt,
-            last_failure=failure or None,
-            heartbeat=beat,
-            next_retry_at=retry_at,
-        )
+        health = SourceHealth(heartbeat=beat)
     return status, health
 
 

@@ -54,14 +54,8 @@ SOURCE_LIFETIME = timedelta(minutes=5)
 # The SDK sends heartbeats at most every 0.8 x this; that bounds how fast a config change
 # (a cancel) reaches the loop and how fast a dead worker is noticed.
 SOURCE_HEARTBEAT_TIMEOUT = timedelta(seconds=10)
-# Transient source errors: the server retries with capped exponential backoff (the activity
-# adds jitter and honours Retry-After); configuration errors are final until the next change.
-SOURCE_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(minutes=5),
-    non_retryable_error_types=[CONFIG_ERROR],
-)
+# Seconds: the longest backoff between attempts of a failing source.
+SOURCE_BACKOFF_CAP = 300.0
 
 
 @workflow.defn(name="TriggerWorkflow")
@@ -134,8 +128,9 @@ class TriggerWorkflow:
 
     @workflow.signal(name="events")
     def on_events(self, batch: EventBatch) -> None:
-        self._state.events_received += len(batch.events)
-        self._state.last_event_time = workflow.now().isoformat()
+        if batch.events:
+            self._state.events_received += len(batch.events)
+            self._state.last_event_time = workflow.now().isoformat()
         if batch.cursor is not None:
             self._state.cursor = batch.cursor
         for event in batch.events:
@@ -170,6 +165,8 @@ class TriggerWorkflow:
             duplicates=s.duplicates,
             skipped=s.skipped,
             status=s.status if self._spec.enabled else "disabled",
+            consecutive_errors=s.consecutive_errors,
+            next_retry_at=s.next_retry_at,
             cursor=s.cursor,
             next_at=s.next_at,
             runs_in_flight=self._runs_running,
@@ -231,6 +228,7 @@ class TriggerWorkflow:
             SourceInput(
                 trigger_id=self._spec.trigger_id,
                 config_version=version,
+                # Every emit and checkpoint signals its cursor, so this is the newest one.
                 cursor=self._state.cursor,
                 lifetime_seconds=SOURCE_LIFETIME.total_seconds(),
             ),
@@ -239,7 +237,9 @@ class TriggerWorkflow:
             # Always set a heartbeat timeout on a long-running activity: it is how a dead
             # worker is noticed and how cancellation reaches the activity.
             heartbeat_timeout=SOURCE_HEARTBEAT_TIMEOUT,
-            retry_policy=SOURCE_RETRY,
+            # This workflow retries, not the server: a new attempt then starts from the
+            # workflow's cursor, and errors and backoff are visible in its state.
+            retry_policy=RetryPolicy(maximum_attempts=1),
             cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
             summary="source loop",
         )
@@ -247,12 +247,14 @@ class TriggerWorkflow:
             result = await self._source
         except ActivityError as err:
             cause = err.cause
+            if isinstance(cause, CancelledError):
+                return
             if isinstance(cause, ApplicationError) and cause.type == CONFIG_ERROR:
                 self._state.status = "failed"
                 self._state.last_error = cause.message
                 self._failed_version = version
-            elif not isinstance(cause, CancelledError):
-                self._state.last_error = str(cause or err)
+                return
+            await self._retry_later(version, cause or err)
             return
         finally:
             self._source = None
@@ -263,7 +265,27 @@ class TriggerWorkflow:
         self._state.resume_at = result.resume_at
         self._state.status = "finished" if result.finished else "active"
         self._state.last_error = None
+        self._state.consecutive_errors = 0
         self._state.source_finished = result.finished
+
+    async def _retry_later(self, version: int, error: BaseException) -> None:
+        """Transient failure (or a dead worker): capped exponential backoff with jitter, or
+        the source's own Retry-After; a config change or a disable cuts the wait short."""
+        self._state.consecutive_errors += 1
+        self._state.status = "degraded"
+        self._state.last_error = (
+            error.message if isinstance(error, ApplicationError | ActivityError) else str(error)
+        ) or type(error).__name__
+        hinted = error.next_retry_delay if isinstance(error, ApplicationError) else None
+        if hinted is None:
+            ceiling = min(SOURCE_BACKOFF_CAP, 2.0 ** (self._state.consecutive_errors - 1))
+            hinted = timedelta(seconds=ceiling * (0.5 + 0.5 * workflow.random().random()))
+        self._state.next_retry_at = (workflow.now() + hinted).isoformat()
+        try:
+            await self._config_change(version, timeout=hinted)
+        except TimeoutError:
+            pass
+        self._state.next_retry_at = None
 
     # -- runs ----------------------------------------------------------------------------
 

@@ -54,6 +54,8 @@ class TriggerState:
     last_event_time: str | None = None
     last_error: str | None = None
     status: str = "active"
+    consecutive_errors: int = 0
+    next_retry_at: str | None = None
     cursor: Any = None
     next_at: str | None = None
     resume_at: str | None = None
@@ -83,6 +85,8 @@ class TriggerStatus:
     duplicates: int
     skipped: int
     status: str
+    consecutive_errors: int
+    next_retry_at: str | None
     cursor: Any
     next_at: str | None
     runs_in_flight: int

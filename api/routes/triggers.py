@@ -148,17 +148,15 @@ async def trigger_status(
     if found is None:
         return TriggerRuntime(running=False, workflow_id=wid, last_error=trigger.last_error)
     st, health = found
-    status_, last_error = st.status, st.last_error
-    errors, next_at, retry_at, cursor = 0, st.next_at, None, st.cursor
+    status_, last_error, errors = st.status, st.last_error, st.consecutive_errors
+    next_at, cursor = st.next_at, st.cursor
     if health is not None:
-        recovered = health.heartbeat.get("healthy_attempt") == health.attempt
-        errors = 0 if recovered else max(0, health.attempt - 1)
         next_at = health.heartbeat.get("next_at") or next_at
         # Signals carry the cursor with each batch; the heartbeat also has cursor-only moves.
         cursor = cursor if cursor is not None else health.heartbeat.get("cursor")
-        retry_at = health.next_retry_at
-        if errors and status_ == "active":
-            status_, last_error = "degraded", health.last_failure or last_error
+        if status_ == "degraded" and health.heartbeat.get("healthy"):
+            # The source started fine again since its last error.
+            status_, last_error, errors = "active", None, 0
     return TriggerRuntime(
         running=True,
         workflow_id=wid,
@@ -171,7 +169,7 @@ async def trigger_status(
         cursor=cursor,
         next_at=next_at,
         consecutive_errors=errors,
-        next_retry_at=retry_at,
+        next_retry_at=st.next_retry_at,
         pending=st.pending,
         last_event_time=st.last_event_time,
         last_error=last_error,

@@ -57,9 +57,10 @@ def _load() -> None:
     if _loaded:
         return
     _loaded = True
-    from triggers.providers import sql_poll, webhook
+    from triggers.providers import cron, sql_poll, webhook
 
     register(webhook.info)
+    register(cron.info)
     register(ProviderInfo.of(sql_poll.SqlPollProvider))
     from triggers.providers.base import SourceProvider
 
