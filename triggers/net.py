@@ -20,10 +20,12 @@ Errors name the host, never the URL's credentials or query.
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import ipaddress
 import socket
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import httpcore
@@ -240,3 +242,52 @@ def guarded_client(allowlist: Sequence[str], **kwargs: Any) -> httpx.AsyncClient
     """
     kwargs.setdefault("max_redirects", 5)
     return httpx.AsyncClient(transport=GuardedTransport(allowlist), trust_env=False, **kwargs)
+
+
+def public_url(url: httpx.URL | str) -> str:
+    """The URL without credentials, query or fragment: safe for events and messages."""
+    parsed = httpx.URL(url)
+    port = f":{parsed.port}" if parsed.port else ""
+    host = f"[{parsed.host}]" if ":" in parsed.host else parsed.host
+    return f"{parsed.scheme}://{host}{port}{parsed.path}"
+
+
+def retry_after(value: str | None, now: datetime) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header: delay-seconds or an HTTP date."""
+    if not value:
+        return None
+    text = value.strip()
+    if text.isdigit():
+        return float(text)
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError):
+        return None
+    when = when if when.tzinfo else when.replace(tzinfo=UTC)
+    return max(0.0, (when - now).total_seconds())
+
+
+_REFUSED = {
+    401: "refused the credentials (401 Unauthorized)",
+    403: "refused access (403 Forbidden)",
+    404: "has no such resource (404 Not Found)",
+}
+
+
+def raise_for_status(response: httpx.Response, where: str, now: datetime) -> None:
+    """Map a non-2xx answer to a provider error, without its body (it may echo secrets).
+
+    429 and 5xx (and 408, 425) may pass: ``ProviderTransientError``, with ``retry_after``
+    from the ``Retry-After`` header. Other answers need a config change: 401/403/404 and
+    other 4xx, and 3xx left over after redirects.
+    """
+    status = response.status_code
+    if 200 <= status < 300:
+        return
+    wait = retry_after(response.headers.get("retry-after"), now)
+    if status == 429:
+        raise ProviderTransientError(f"{where}: rate limited (429)", retry_after=wait)
+    if status >= 500 or status in (408, 425):
+        raise ProviderTransientError(f"{where}: answered {status}", retry_after=wait)
+    reason = _REFUSED.get(status, f"answered {status}")
+    raise ProviderConfigError(f"{where} {reason}")
