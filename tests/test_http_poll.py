@@ -18,7 +18,7 @@ from tests.local_http import LocalServer
 from tests.sink import MemorySink
 from triggers.events import Event
 from triggers.net import BlockedAddress
-from triggers.providers import get_provider
+from triggers.providers import get_provider, polling
 from triggers.providers.base import (
     Cursor,
     ProviderConfigError,
@@ -431,3 +431,33 @@ def test_registered_with_user_named_secrets() -> None:
     assert info.allows_secret("api_token") and not info.allows_secret("API-TOKEN")
     webhook = get_provider("webhook")
     assert webhook.allows_secret("signing_secret") and not webhook.allows_secret("api_token")
+
+
+def _items(*pairs: tuple[str, Any]) -> list[polling.Item]:
+    return [polling.Item(key=k, watermark=w, data={"id": k}) for k, w in pairs]
+
+
+def test_seen_ids_are_capped_but_never_forget_what_the_source_still_lists() -> None:
+    listed = _items(*((str(i), None) for i in range(1500)))
+    first = polling.select_by_ids(listed, None, limit=None)
+    assert len(first.cursor["seen"]) == 1500  # all still listed: none may come back as new
+    second = polling.select_by_ids(_items(("new", None)), first.cursor, limit=None)
+    assert [i.key for i in second.new] == ["new"]
+    assert len(second.cursor["seen"]) == polling.SEEN_IDS_CAP
+    assert second.cursor["seen"][-1] == "new" and "0" not in second.cursor["seen"]
+
+
+def test_watermarks_compare_as_numbers_times_or_text() -> None:
+    assert polling.compare("1000", 999) == 1  # numeric text is a number, not "1000" < "999"
+    assert polling.compare("2024-05-01T10:00:00+02:00", "2024-05-01T09:00:00Z") == -1
+    assert polling.compare("b", "a") == 1
+    with pytest.raises(ProviderConfigError, match="different kinds"):
+        polling.compare("2024-05-01T10:00:00Z", 5)
+
+
+def test_templates_render_the_watermark() -> None:
+    values = {"cursor": 42, "cursor.watermark": 42}
+    assert polling.render("since={{ cursor }}", values) == "since=42"
+    body = {"filter": {"after": "{{cursor.watermark}}", "text": "id>{{cursor.watermark}}"}}
+    assert polling.render_value(body, values) == {"filter": {"after": 42, "text": "id>42"}}
+    assert polling.parse_duration("1h30m") == 5400 and polling.parse_duration("30s") == 30

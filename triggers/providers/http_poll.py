@@ -158,7 +158,7 @@ class HttpPollConfig(BaseModel):
 
     @model_validator(mode="after")
     def _check_combinations(self) -> HttpPollConfig:
-        texts = [*self.query.values(), *_strings(self.body)]
+        texts = [*self.query.values(), *polling.strings_in(self.body)]
         for ref in (ref for text in texts for ref in polling.template_names(text)):
             if ref not in CURSOR_NAMES:
                 raise ValueError(f"query and body may use {{{{cursor.watermark}}}}, not {ref!r}")
@@ -175,16 +175,6 @@ class HttpPollConfig(BaseModel):
     @property
     def interval_seconds(self) -> float:
         return polling.parse_duration(self.interval)
-
-
-def _strings(value: Any) -> list[str]:
-    if isinstance(value, str):
-        return [value]
-    if isinstance(value, dict):
-        return [s for v in value.values() for s in _strings(v)]
-    if isinstance(value, list):
-        return [s for v in value for s in _strings(v)]
-    return []
 
 
 class HttpPollProvider(SourceProvider):

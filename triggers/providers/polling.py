@@ -11,6 +11,8 @@ Two ways to tell new from old, chosen by the trigger's config:
   so an item still listed by the source is never forgotten and emitted again.
 
 A limit on new items per poll leaves the rest out of the cursor, so they come next poll.
+Also here: the small languages of polling configs (JSONPath or dotted field paths,
+``{{name}}`` templates, ``"30s"`` durations).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 import jsonpath
@@ -143,10 +145,7 @@ def _order(value: Any) -> tuple[str, Any]:
     if isinstance(value, str):
         text = value.strip()
         if _NUMBER.fullmatch(text):
-            try:
-                return "number", Decimal(text)
-            except InvalidOperation:  # pragma: no cover - the pattern admits only numbers
-                pass
+            return "number", Decimal(text)
         if _DATE.match(text):
             try:
                 when = datetime.fromisoformat(text)
@@ -265,3 +264,14 @@ def render_value(value: Any, values: Mapping[str, Any]) -> Any:
     if isinstance(value, list):
         return [render_value(v, values) for v in value]
     return value
+
+
+def strings_in(value: Any) -> list[str]:
+    """Every string inside a JSON value (where templates may be)."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in strings_in(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in strings_in(v)]
+    return []
