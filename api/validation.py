@@ -57,8 +57,11 @@ def validate_config(info: ProviderInfo, config: Mapping[str, Any]) -> BaseModel:
 
 def validate_secrets(info: ProviderInfo, secrets: Mapping[str, str | None]) -> None:
     for name, value in secrets.items():
-        if name not in info.allowed_secrets:
-            allowed = ", ".join(sorted(info.allowed_secrets)) or "none"
+        if not info.allows_secret(name):
+            names = sorted(info.allowed_secrets)
+            if info.secret_pattern:
+                names.append(f"names matching {info.secret_pattern}")
+            allowed = ", ".join(names) or "none"
             raise invalid(
                 ("body", "secrets", name), f"unknown secret for {info.name}; allowed: {allowed}"
             )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any
@@ -22,6 +23,8 @@ class ProviderInfo:
     config_model: type[BaseModel]
     required_secrets: frozenset[str] = field(default_factory=frozenset)
     optional_secrets: frozenset[str] = field(default_factory=frozenset)
+    # Any secret name matching this regular expression is allowed too (user-named secrets).
+    secret_pattern: str | None = None
     # The loop that produces events; None for push providers (webhooks arrive over HTTP).
     source: type[SourceProvider] | None = None
 
@@ -32,12 +35,20 @@ class ProviderInfo:
             config_model=provider.Config,
             required_secrets=provider.required_secrets,
             optional_secrets=provider.optional_secrets,
+            secret_pattern=provider.secret_pattern,
             source=provider,
         )
 
     @property
     def allowed_secrets(self) -> frozenset[str]:
         return self.required_secrets | self.optional_secrets
+
+    def allows_secret(self, name: str) -> bool:
+        if name in self.allowed_secrets:
+            return True
+        return (
+            self.secret_pattern is not None and re.fullmatch(self.secret_pattern, name) is not None
+        )
 
 
 class UnknownProvider(LookupError):
@@ -57,10 +68,11 @@ def _load() -> None:
     if _loaded:
         return
     _loaded = True
-    from triggers.providers import cron, sql_poll, webhook
+    from triggers.providers import cron, http_poll, sql_poll, webhook
 
     register(webhook.info)
     register(cron.info)
+    register(ProviderInfo.of(http_poll.HttpPollProvider))
     register(ProviderInfo.of(sql_poll.SqlPollProvider))
     from triggers.providers.base import SourceProvider
 

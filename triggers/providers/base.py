@@ -100,6 +100,9 @@ class SourceProvider(ABC):
     Config: ClassVar[type[BaseModel]]
     required_secrets: ClassVar[frozenset[str]] = frozenset()
     optional_secrets: ClassVar[frozenset[str]] = frozenset()
+    # Providers whose secrets are named by the user (e.g. referenced from templates) accept
+    # any name matching this regular expression, beside ``required | optional``.
+    secret_pattern: ClassVar[str | None] = None
 
     @abstractmethod
     async def init(
