@@ -26,7 +26,7 @@ from temporalio.exceptions import ApplicationError
 from triggers import store
 from triggers.crypto import SecretBox
 from triggers.events import Event, EventBatch, trigger_workflow_id
-from triggers.models import TriggerStatus
+from triggers.models import TriggerStatus, User
 from triggers.providers import UnknownProvider, get_provider
 from triggers.providers.base import (
     Cursor,
@@ -177,7 +177,8 @@ class SourceActivities:
 
         async with self._sessions() as session:
             trigger = await store.get_trigger(session, trigger_id=uuid.UUID(inp.trigger_id))
-        if trigger is None or not trigger.enabled:
+            owner = await session.get(User, trigger.user_id) if trigger else None
+        if trigger is None or owner is None or not trigger.enabled:
             return SourceResult(cursor=cursor, events=0, finished=True)
         try:
             provider_info = get_provider(trigger.provider)
@@ -191,7 +192,7 @@ class SourceActivities:
             trigger_id=inp.trigger_id,
             trigger_name=trigger.name,
             owner=str(trigger.user_id),
-            network_allowlist=tuple(trigger.config.get("network_allowlist", ()) or ()),
+            network_allowlist=tuple(owner.network_allowlist),
         )
         sink = ActivitySink(
             self._client,

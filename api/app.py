@@ -11,7 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from temporalio.client import Client
 
-from api.routes import health, triggers, webhooks
+from api.routes import health, me, triggers, webhooks
 from api.state import AppState
 from api.validation import validation_error_handler
 from triggers.crypto import SecretBox
@@ -57,6 +57,7 @@ def create_app(settings: Settings | None = None, *, client: Client | None = None
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.add_exception_handler(Exception, _unhandled)
     app.include_router(health.router)
+    app.include_router(me.router)
     app.include_router(triggers.router)
     app.include_router(webhooks.router)
     return app

@@ -74,6 +74,8 @@ async def test_sql_poll_survives_a_killed_worker(rig: CrashRig) -> None:
             "batch_size": 3,
         },
     }
+    allow = {"entries": [f"file:{rig.tmp}"]}
+    assert (await s.http.put("/api/me/network-allowlist", json=allow, headers=s.alice)).is_success
     tid = (await s.create_trigger(body))["id"]
 
     async def some() -> bool:

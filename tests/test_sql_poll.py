@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import socket
+import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -30,7 +31,13 @@ from triggers.providers.base import (
 )
 from triggers.providers.sql_poll import SqlPollConfig, SqlPollProvider
 
-CONTEXT = SourceContext(trigger_id="t-sql", trigger_name="orders", owner="alice")
+# Tests reach a local PostgreSQL and SQLite files under the temp folder, so they allow both.
+CONTEXT = SourceContext(
+    trigger_id="t-sql",
+    trigger_name="orders",
+    owner="alice",
+    network_allowlist=("127.0.0.1", f"file:{tempfile.gettempdir()}"),
+)
 QUERY = (
     "SELECT id, updated_at, payload, amount, raw FROM orders "
     "WHERE updated_at >= :cursor ORDER BY updated_at, id"
@@ -465,3 +472,19 @@ def test_config_interval_and_fields() -> None:
     assert SqlPollConfig.model_fields["start_from"].default == "now"
     for name, field in SqlPollConfig.model_fields.items():
         assert field.description, name
+
+
+async def test_local_files_and_private_hosts_need_the_owners_allowlist(tmp_path: Path) -> None:
+    closed = SourceContext(trigger_id="t", trigger_name="n", owner="o")
+    for url in (
+        f"sqlite+aiosqlite:///{tmp_path / 'x.db'}",
+        "postgresql+asyncpg://postgres@127.0.0.1:5432/test",
+    ):
+        provider = SqlPollProvider()
+        with pytest.raises(ProviderConfigError, match="allow"):
+            await provider.init(config(url), {}, closed)
+    other_folder = SourceContext("t", "n", "o", network_allowlist=(f"file:{tmp_path / 'sub'}",))
+    with pytest.raises(ProviderConfigError, match="outside the folders"):
+        await SqlPollProvider().init(
+            config(f"sqlite+aiosqlite:///{tmp_path / 'sub' / '..' / 'x.db'}"), {}, other_folder
+        )

@@ -35,6 +35,14 @@ class User(SQLModel, table=True):
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
     name: str = Field(max_length=100, sa_column_kwargs={"unique": True}, nullable=False)
+    # What this user's triggers may reach beside public addresses: IPs, CIDRs, host names,
+    # "file:/folder" for local database files. Outbound requests elsewhere are refused.
+    network_allowlist: list[str] = Field(
+        default_factory=list,
+        sa_type=JSONType,
+        nullable=False,
+        sa_column_kwargs={"server_default": "[]"},
+    )
     created_at: datetime = Field(
         default_factory=utcnow, sa_type=sa.DateTime(timezone=True), nullable=False
     )

@@ -26,6 +26,7 @@ import socket
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpcore
@@ -83,14 +84,23 @@ class Allowlist:
 
     networks: tuple[IPNetwork, ...] = ()
     hostnames: frozenset[str] = frozenset()
+    folders: tuple[Path, ...] = ()
 
     @classmethod
     def parse(cls, entries: Iterable[str]) -> Allowlist:
-        """Entries are IPs (``"127.0.0.1"``), CIDRs (``"10.0.0.0/8"``) or host names."""
+        """Entries are IPs (``"127.0.0.1"``), CIDRs (``"10.0.0.0/8"``), host names, or
+        ``"file:/absolute/folder"`` for local database files (SQL polling of SQLite)."""
         networks: list[IPNetwork] = []
         hostnames: set[str] = set()
+        folders: list[Path] = []
         for raw in entries:
             entry = raw.strip()
+            if entry.startswith("file:"):
+                folder = Path(entry[5:])
+                if not folder.is_absolute():
+                    raise ProviderConfigError(f"allowlist folder {entry!r} is not absolute")
+                folders.append(folder.resolve())
+                continue
             try:
                 networks.append(ipaddress.ip_network(entry.strip("[]"), strict=False))
             except ValueError:
@@ -99,7 +109,17 @@ class Allowlist:
                         f"invalid network allowlist entry {entry!r}"
                     ) from None
                 hostnames.add(_normal_host(entry))
-        return cls(tuple(networks), frozenset(hostnames))
+        return cls(tuple(networks), frozenset(hostnames), tuple(folders))
+
+    def check_file(self, path: str) -> None:
+        """Refuse a local file outside the allowed folders: the service's own database and
+        files must not be readable through a trigger."""
+        resolved = Path(path).resolve()
+        if not any(resolved.is_relative_to(folder) for folder in self.folders):
+            raise BlockedAddress(
+                f'the file {path} is outside the folders the owner allowed (add "file:<folder>"'
+                " to the network allowlist if this is intended)"
+            )
 
     def covers(self, host: str, address: IPAddress) -> bool:
         if _normal_host(host) in self.hostnames:
@@ -146,6 +166,17 @@ async def resolve(host: str, port: int) -> list[IPAddress]:
     for *_, sockaddr in infos:
         seen.setdefault(ipaddress.ip_address(str(sockaddr[0]).split("%", 1)[0]), None)
     return list(seen)
+
+
+async def check_host(host: str, port: int, allowlist: Sequence[str]) -> None:
+    """Refuse a host (for non-HTTP clients such as database drivers) unless every address it
+    resolves to is public or allowlisted."""
+    rules = Allowlist.parse(allowlist)
+    try:
+        addresses = await resolve(host, port)
+    except OSError:
+        raise ProviderTransientError(f"cannot resolve {host}") from None
+    rules.check(host, addresses)
 
 
 async def check_url(url: str, allowlist: Sequence[str]) -> None:

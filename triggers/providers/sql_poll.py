@@ -56,6 +56,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from triggers import net
 from triggers.events import Event
 from triggers.providers.base import (
     Cursor,
@@ -274,6 +275,14 @@ class SqlPollProvider(SourceProvider):
         self._display = url.render_as_string(hide_password=True)
         self.source = "sql:" + url._replace(password=None).render_as_string(hide_password=False)
         self._statement = text(cfg.query)
+        # The same guard as HTTP: no private hosts, and no local files (the service's own
+        # database among them) unless the owner allowed them.
+        if url.get_backend_name() == "sqlite":
+            net.Allowlist.parse(context.network_allowlist).check_file(url.database or "")
+        else:
+            await net.check_host(
+                url.host or "localhost", url.port or 5432, context.network_allowlist
+            )
         options: dict[str, Any] = {"connect_args": {"timeout": _CONNECT_TIMEOUT}}
         if url.get_backend_name() == "postgresql":
             options = _PG_ENGINE
