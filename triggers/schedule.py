@@ -39,26 +39,12 @@ ALIASES = {
 }
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _TICK = timedelta(microseconds=1)
-_DURATION = re.compile(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
 # croniter's hashed (H) and random (R) fields give different slots per process or per hash
 # id; a slot must be the same instant after a restart, so they are refused.
 _NONDETERMINISTIC = re.compile(r"(?<![a-z])[hr](?![a-z])", re.IGNORECASE)
 # How far apart two UTC offsets of one zone can be around an instant: offsets are sampled
 # hourly this far either side (every real transition, even Samoa's 2011 day jump, fits).
 _SWING_SPAN_HOURS = 26
-
-
-def parse_duration(text: str) -> timedelta:
-    """Parse ``"30s"``, ``"5m"``, ``"1h30m"``, ``"2d"`` (units d, h, m, s in that order).
-
-    Raises:
-        ValueError: the text is not such a duration.
-    """
-    match = _DURATION.fullmatch(text.strip())
-    if not text.strip() or match is None:
-        raise ValueError(f"{text!r} is not a duration like '30s', '5m', '1h30m' or '2d'")
-    days, hours, minutes, seconds = (int(g or 0) for g in match.groups())
-    return timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
 
 
 def cron_fields(expression: str) -> str:

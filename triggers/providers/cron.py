@@ -47,6 +47,7 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from triggers.durations import parse_duration
 from triggers.events import Event
 from triggers.providers import ProviderInfo
 from triggers.providers.base import (
@@ -67,7 +68,6 @@ from triggers.schedule import (
     catchup_slots,
     cron_fields,
     latest_before,
-    parse_duration,
 )
 
 log = logging.getLogger(__name__)

@@ -23,6 +23,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from triggers import net
+from triggers.durations import parse_duration
 from triggers.events import Event
 from triggers.providers import polling
 from triggers.providers.base import (
@@ -122,7 +123,7 @@ class HttpPollConfig(BaseModel):
     @field_validator("interval")
     @classmethod
     def _check_interval(cls, interval: str) -> str:
-        if polling.parse_duration(interval) < 1:
+        if parse_duration(interval).total_seconds() < 1:
             raise ValueError("the interval must be at least 1s")
         return interval
 
@@ -174,7 +175,7 @@ class HttpPollConfig(BaseModel):
 
     @property
     def interval_seconds(self) -> float:
-        return polling.parse_duration(self.interval)
+        return parse_duration(self.interval).total_seconds()
 
 
 class HttpPollProvider(SourceProvider):

@@ -33,16 +33,6 @@ SEEN_IDS_CAP = 1000
 _NUMBER = re.compile(r"-?\d+(\.\d+)?")
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 TEMPLATE = re.compile(r"\{\{\s*([^{}]*?)\s*\}\}")
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-
-
-def parse_duration(text: str) -> float:
-    """Seconds in ``"30s"``, ``"5m"``, ``"1h30m"``, ``"500ms"``, ``"1d"``."""
-    compact = text.replace(" ", "").lower()
-    if not compact or _DURATION.sub("", compact):
-        raise ValueError(f"invalid duration {text!r}; use e.g. '30s', '5m', '1h30m'")
-    return sum(float(n) * _UNITS[unit] for n, unit in _DURATION.findall(compact))
 
 
 @dataclass(frozen=True)

@@ -57,6 +57,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from triggers import net
+from triggers.durations import parse_duration
 from triggers.events import Event
 from triggers.providers.base import (
     Cursor,
@@ -90,16 +91,13 @@ _PG_ENGINE: dict[str, Any] = {
 # asyncpg refusing a cursor of the wrong type), read-only transaction, authorization, unknown
 # database or schema, syntax error or access rule violation (unknown table or column).
 _PERMANENT_SQLSTATE = ("0A", "22", "25", "28", "3D", "3F", "42")
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
-_DURATION_ALL = re.compile(r"(?:\d+(?:\.\d+)?(?:ms|s|m|h|d))+")
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
 
 def _parse_duration(value: Any) -> Any:
     """``"10s"``, ``"1m30s"``, ``"1500ms"``; numbers (seconds) and ISO 8601 go to pydantic."""
-    if isinstance(value, str) and _DURATION_ALL.fullmatch(compact := value.replace(" ", "")):
-        parts = _DURATION.findall(compact)
-        return timedelta(seconds=sum(float(n) * _UNITS[u] for n, u in parts))
+    if isinstance(value, str):
+        with contextlib.suppress(ValueError):
+            return parse_duration(value)
     return value
 
 
