@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Response, status
 
@@ -65,13 +65,47 @@ async def _load(
         raise HTTPException(status.HTTP_403_FORBIDDEN, str(exc)) from None
 
 
+_MUTABLE = (
+    "name",
+    "config",
+    "target",
+    "condition",
+    "secrets_encrypted",
+    "config_version",
+    "enabled",
+    "status",
+    "last_error",
+)
+
+
+def _snapshot(trigger: Trigger) -> dict[str, Any]:
+    return {field: getattr(trigger, field) for field in _MUTABLE}
+
+
 async def _apply(state: AppState, trigger: Trigger) -> None:
-    """Make Temporal match the row; 503 when it cannot be reached (the row is not saved)."""
+    """Make Temporal match the row; 503 when it cannot be reached."""
     with control.unavailable_as_503(
         "Temporal is unreachable; nothing was changed, retry later",
         retry_after=state.settings.retry_after_seconds,
     ):
         await control.configure(state.client, trigger, task_queue=state.settings.task_queue)
+
+
+async def _save_and_apply(
+    state: AppState, session: SessionDep, trigger: Trigger, before: dict[str, Any]
+) -> Trigger:
+    """Commit the row, then tell the workflow: its source loop reads the row as soon as the
+    signal restarts it, so the row must be there first. If Temporal cannot be told, the
+    row goes back to ``before`` and the caller gets 503: nothing changed."""
+    trigger = await store.save(session, trigger=trigger)
+    try:
+        await _apply(state, trigger)
+    except BaseException:
+        for field, value in before.items():
+            setattr(trigger, field, value)
+        await store.save(session, trigger=trigger)
+        raise
+    return trigger
 
 
 @router.get("", response_model=TriggerPage)
@@ -189,6 +223,7 @@ async def update_trigger(
 ) -> TriggerPublic:
     """Change a trigger (editor or owner). The running workflow is told by signal."""
     trigger, role = await _load(session, user, trigger_id, "editor")
+    before = _snapshot(trigger)
     info = provider_or_422(trigger.provider)
     changes = {k: v for k, v in body.model_dump(exclude_unset=True).items() if v is not None}
     if not changes and "condition" not in body.model_fields_set:
@@ -213,8 +248,9 @@ async def update_trigger(
         trigger.secrets_encrypted = state.secret_box.encrypt(current) if current else None
     trigger.config_version += 1
     if trigger.enabled:
-        await _apply(state, trigger)
-    trigger = await store.save(session, trigger=trigger)
+        trigger = await _save_and_apply(state, session, trigger, before)
+    else:
+        trigger = await store.save(session, trigger=trigger)
     return to_public(state, trigger, role)
 
 
@@ -222,12 +258,12 @@ async def _set_enabled(
     trigger_id: uuid.UUID, enabled: bool, state: AppState, session: SessionDep, user: CurrentUser
 ) -> TriggerPublic:
     trigger, role = await _load(session, user, trigger_id, "editor")
+    before = _snapshot(trigger)
     trigger.enabled = enabled
     trigger.status = TriggerStatus.ACTIVE if enabled else TriggerStatus.DISABLED
     trigger.last_error = None if enabled else trigger.last_error
     trigger.config_version += 1
-    await _apply(state, trigger)
-    trigger = await store.save(session, trigger=trigger)
+    trigger = await _save_and_apply(state, session, trigger, before)
     return to_public(state, trigger, role)
 
 
