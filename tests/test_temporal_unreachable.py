@@ -46,6 +46,13 @@ async def test_503_while_down_then_the_same_delivery_makes_one_run(
                 assert r.headers["retry-after"] == "7"
                 assert "Traceback" not in r.text
                 assert time.monotonic() - began < 15
+                # A change that Temporal cannot be told of is not made either.
+                r = await s.http.patch(
+                    f"/api/triggers/{tid}", json={"name": "renamed"}, headers=s.alice
+                )
+                assert r.status_code == 503 and r.headers["retry-after"] == "7"
+                row = (await s.http.get(f"/api/triggers/{tid}", headers=s.alice)).json()
+                assert row["name"] == "gh" and row["config_version"] == 1
 
                 restarted = DevServer(headless=True, port=port, db_filename=db_file)
                 await restarted.start()
