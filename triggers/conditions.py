@@ -14,10 +14,13 @@ Library: ``cel-python`` (module ``celpy``), chosen over ``common-expression-lang
 - Compile errors: both give a position. ``celpy`` gives line and column as attributes; we
   build the message from the parser's own text (lark's "Unexpected token ...", with the
   expected terminals sorted, since lark keeps them in a set).
-- Speed: the cost. On this 2-core machine a typical condition compiles in ~0.5 ms and
-  evaluates in ~0.3-0.5 ms (Rust: ~0.04 ms each). Compiled programs are cached, the event
-  is converted once per plan, and a trigger workflow starts at most a few hundred runs a
-  second, so this is not the bottleneck.
+- Speed: the cost, 10-20x slower than Rust. On this 2-core machine (under a load of ~5)
+  ``event.data.ref == "refs/heads/main"`` evaluates in ~0.4 ms; a typical GitHub condition
+  (ref, a header, ``exists`` over five commits) compiles in ~1.1-1.6 ms and evaluates in
+  ~2.8-3.5 ms (Rust: ~0.15 ms each); ``benchmarks/cel_conditions.py`` measures it.
+  Compiled programs are cached and the event is converted once per plan. A trigger
+  workflow starts at most a few hundred runs a second, but one workflow task that
+  evaluates hundreds of events adds up: keep that well under the SDK's 2 s deadlock limit.
 
 The activation (what an expression sees):
 
