@@ -10,6 +10,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 
+from triggers.conditions import Compiled, ExpressionError, compile_expression
+from triggers.graph import Graph, GraphError, parse_graph
 from triggers.providers import ProviderInfo, UnknownProvider, get_provider, provider_names
 
 
@@ -73,3 +75,21 @@ def require_secrets(info: ProviderInfo, present: Iterable[str]) -> None:
     missing = sorted(info.required_secrets - set(present))
     if missing:
         raise invalid(("body", "secrets", missing[0]), "required secret is missing")
+
+
+def expression_or_422(expr: str, loc: Sequence[str | int] = ("body", "condition")) -> Compiled:
+    """Compile a CEL condition at create/update time; 422 with the parser's message and
+    ``line L, column C``."""
+    try:
+        return compile_expression(expr)
+    except ExpressionError as err:
+        raise invalid(loc, str(err), "cel_syntax") from None
+
+
+def graph_or_422(data: Any, loc: Sequence[str | int] = ("body", "graph")) -> Graph:
+    """Validate a run graph; 422 whose location is in the graph and whose message names the
+    node (``node 'x': ...``)."""
+    try:
+        return parse_graph(data)
+    except GraphError as err:
+        raise invalid((*loc, *err.loc), str(err), "graph") from None
