@@ -61,6 +61,7 @@ def spec_of(trigger: Trigger) -> TriggerSpec:
         enabled=trigger.enabled,
         source=_has_source(trigger.provider),
         overlap=str(trigger.config.get("overlap", "allow")),
+        condition=(trigger.condition or {}).get("expression"),
     )
 
 

@@ -58,7 +58,13 @@ class TriggerBase(BaseModel):
     provider: SafeStr = Field(min_length=1, max_length=64)
     config: SafeJson = Field(default_factory=dict)
     target: TargetIn = Field(default_factory=TargetIn)
-    condition: SafeJson | None = None
+    condition: SafeStr | None = Field(
+        default=None,
+        max_length=10_000,
+        description="CEL over `event` (id, source, type, time, subject, data, headers) and "
+        "`trigger` (id, name, provider); only events for which it is true start a run. "
+        'Example: `event.data.ref == "refs/heads/main"`.',
+    )
 
 
 class TriggerCreate(TriggerBase):
@@ -77,7 +83,9 @@ class TriggerUpdate(BaseModel):
     name: SafeStr | None = Field(default=None, min_length=1, max_length=200)
     config: SafeJson | None = None
     target: TargetIn | None = None
-    condition: SafeJson | None = None
+    condition: SafeStr | None = Field(
+        default=None, max_length=10_000, description="CEL condition; null removes it."
+    )
     secrets: dict[SafeStr, SafeStr | None] | None = None
 
 
@@ -87,7 +95,7 @@ class TriggerPublic(BaseModel):
     provider: str
     config: dict[str, Any]
     target: dict[str, Any]
-    condition: dict[str, Any] | None
+    condition: str | None
     enabled: bool
     status: str
     last_error: str | None
@@ -129,6 +137,12 @@ class TriggerRuntime(BaseModel):
     runs_started: int = 0
     duplicates: int = 0
     skipped: int = Field(default=0, description="Events dropped by the overlap policy.")
+    filtered: dict[str, int] = Field(
+        default_factory=dict, description="Condition outcomes: passed, dropped, error."
+    )
+    condition_errors: list[dict[str, str]] = Field(
+        default_factory=list, description="The latest condition errors with their event ids."
+    )
     runs_in_flight: int = 0
     cursor: Any = None
     next_at: str | None = Field(default=None, description="Next fire or poll time.")

@@ -421,7 +421,8 @@ async def test_non_finite_numbers_are_refused(stack: Stack) -> None:
     json_ct = {**stack.alice, "content-type": "application/json"}
     for bad in (
         b'"config": {"preset": "github", "rate_limit_per_second": Infinity}',
-        b'"config": {"preset": "github"}, "condition": {"n": NaN}',
+        b'"config": {"preset": "github", "tolerance_seconds": 5, "forward_headers": [], '
+        b'"max_body_bytes": NaN}',
     ):
         raw = b'{"name": "n", "provider": "webhook", "secrets": {"signing_secret": "s"}, ' + bad
         r = await no_500(stack.http.post(API, content=raw + b"}", headers=json_ct))
@@ -430,7 +431,11 @@ async def test_non_finite_numbers_are_refused(stack: Stack) -> None:
 
 async def test_nul_characters_are_not_a_server_error(stack: Stack) -> None:
     s = stack
-    for body in (gh(name="a\x00b"), gh(condition={"k": "\x00"}), gh(config=cfg(prefix="\x00"))):
+    for body in (
+        gh(name="a\x00b"),
+        gh(condition='event.type == "\x00"'),
+        gh(config=cfg(prefix="\x00")),
+    ):
         r = await no_500(s.http.post(API, json=body, headers=s.alice))
         assert r.status_code in (201, 422)
     tid = (await s.create_trigger(github_trigger()))["id"]

@@ -32,6 +32,8 @@ from temporalio.workflow import (
 )
 
 with workflow.unsafe.imports_passed_through():
+    # Passed through: the CEL parser touches the file system when it is first imported.
+    from triggers.conditions import TriggerInfo, compile_expression, evaluate_condition
     from triggers.events import Event, EventBatch, run_workflow_id
     from triggers.sources import CONFIG_ERROR, SourceInput, SourceResult
     from workflows.types import (
@@ -48,6 +50,7 @@ with workflow.unsafe.imports_passed_through():
 # Child starts awaiting the server at once; bounds one workflow task's command count.
 MAX_IN_FLIGHT = 200
 RECENT_KEYS = 500
+CONDITION_ERRORS_KEPT = 20
 # Far below the server's hard limit (50K events), far above its suggestion (4K).
 FORCE_CONTINUE_AT = 20_000
 SOURCE_LIFETIME = timedelta(minutes=5)
@@ -164,6 +167,8 @@ class TriggerWorkflow:
             runs_started=s.runs_started,
             duplicates=s.duplicates,
             skipped=s.skipped,
+            filtered=dict(s.filtered),
+            condition_errors=list(s.condition_errors),
             status=s.status if self._spec.enabled else "disabled",
             consecutive_errors=s.consecutive_errors,
             next_retry_at=s.next_retry_at,
@@ -289,9 +294,36 @@ class TriggerWorkflow:
 
     # -- runs ----------------------------------------------------------------------------
 
+    def _passes(self, event: Event) -> bool:
+        """The trigger's condition, evaluated here (deterministic, no I/O); an error drops the
+        event and is recorded with its id, never blocking later events."""
+        spec = self._spec
+        if not spec.condition:
+            return True
+        info = TriggerInfo(id=spec.trigger_id, name=spec.name, provider=spec.provider)
+        error: str | None
+        try:
+            outcome = evaluate_condition(compile_expression(spec.condition), event, info)
+        except Exception as exc:  # an expression that no longer compiles is an error too
+            outcome_result, error = "error", str(exc)
+        else:
+            outcome_result, error = outcome.result, outcome.error
+        filtered = self._state.filtered
+        filtered[outcome_result] = filtered.get(outcome_result, 0) + 1
+        workflow.metric_meter().create_counter(
+            "triggers_events_filtered_total", "Condition outcomes"
+        ).add(1, {"provider": spec.provider, "result": outcome_result})
+        if outcome_result == "error":
+            errors = self._state.condition_errors
+            errors.append({"event_id": event.id, "error": error or "error"})
+            del errors[:-CONDITION_ERRORS_KEPT]
+        return outcome_result == "passed"
+
     async def _start_run(self, event: Event) -> None:
         guarded = self._spec.overlap == "skip"
         try:
+            if not self._passes(event):
+                return
             if guarded and self._runs_running:
                 self._state.skipped += 1
                 return

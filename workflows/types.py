@@ -41,6 +41,8 @@ class TriggerSpec:
     source: bool = False
     # "skip": drop an event while this trigger's previous run is still running.
     overlap: str = "allow"
+    # CEL over ``event`` and ``trigger``; only events for which it is true start a run.
+    condition: str | None = None
 
 
 @dataclass
@@ -51,6 +53,10 @@ class TriggerState:
     runs_started: int = 0
     duplicates: int = 0
     skipped: int = 0
+    # Condition outcomes: passed / dropped / error.
+    filtered: dict[str, int] = field(default_factory=dict)
+    # The latest condition errors, with their event ids (bounded).
+    condition_errors: list[dict[str, str]] = field(default_factory=list)
     last_event_time: str | None = None
     last_error: str | None = None
     status: str = "active"
@@ -84,6 +90,8 @@ class TriggerStatus:
     runs_started: int
     duplicates: int
     skipped: int
+    filtered: dict[str, int]
+    condition_errors: list[dict[str, str]]
     status: str
     consecutive_errors: int
     next_retry_at: str | None

@@ -19,7 +19,13 @@ from api.schemas import (
     TriggerUpdate,
 )
 from api.state import AppState
-from api.validation import provider_or_422, require_secrets, validate_config, validate_secrets
+from api.validation import (
+    expression_or_422,
+    provider_or_422,
+    require_secrets,
+    validate_config,
+    validate_secrets,
+)
 from triggers import store
 from triggers.events import trigger_workflow_id
 from triggers.models import Trigger, TriggerStatus
@@ -39,7 +45,7 @@ def to_public(state: AppState, trigger: Trigger, role: str) -> TriggerPublic:
         provider=trigger.provider,
         config=trigger.config,
         target=trigger.target,
-        condition=trigger.condition,
+        condition=(trigger.condition or {}).get("expression"),
         enabled=trigger.enabled,
         status=trigger.status,
         last_error=trigger.last_error,
@@ -136,12 +142,14 @@ async def create_trigger(
     config = validate_config(info, body.config)
     validate_secrets(info, body.secrets)
     require_secrets(info, body.secrets)
+    if body.condition is not None:
+        expression_or_422(body.condition)
     trigger = Trigger(
         user_id=user.id,
         name=body.name,
         provider=body.provider,
         config=config.model_dump(mode="json", exclude_unset=False),
-        condition=body.condition,
+        condition={"expression": body.condition} if body.condition else None,
         target=body.target.model_dump(mode="json"),
         enabled=body.enabled,
         secrets_encrypted=state.secret_box.encrypt(body.secrets) if body.secrets else None,
@@ -199,6 +207,8 @@ async def trigger_status(
         runs_started=st.runs_started,
         duplicates=st.duplicates,
         skipped=st.skipped,
+        filtered=st.filtered,
+        condition_errors=st.condition_errors,
         runs_in_flight=st.runs_in_flight,
         cursor=cursor,
         next_at=next_at,
@@ -235,7 +245,9 @@ async def update_trigger(
     if body.target is not None:
         trigger.target = body.target.model_dump(mode="json")
     if "condition" in body.model_fields_set:
-        trigger.condition = body.condition
+        if body.condition is not None:
+            expression_or_422(body.condition)
+        trigger.condition = {"expression": body.condition} if body.condition else None
     if body.secrets is not None:
         validate_secrets(info, body.secrets)
         current = state.secret_box.decrypt(trigger.secrets_encrypted)
