@@ -11,7 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from temporalio.client import Client
 
-from api.routes import health, me, triggers, webhooks
+from api.routes import dry_run, health, me, triggers, webhooks
 from api.state import AppState
 from api.validation import validation_error_handler
 from triggers.crypto import SecretBox
@@ -59,5 +59,6 @@ def create_app(settings: Settings | None = None, *, client: Client | None = None
     app.include_router(health.router)
     app.include_router(me.router)
     app.include_router(triggers.router)
+    app.include_router(dry_run.router)
     app.include_router(webhooks.router)
     return app

@@ -26,6 +26,7 @@ from workflows.trigger import TriggerWorkflow
 from workflows.types import (
     TRIGGER_OWNER,
     TRIGGER_PROVIDER,
+    RecentEvent,
     RunTarget,
     TriggerInput,
     TriggerSpec,
@@ -57,6 +58,7 @@ def spec_of(trigger: Trigger) -> TriggerSpec:
             kind=str(target.get("kind", "run")),
             workflow_type=target.get("workflow_type"),
             task_queue=target.get("task_queue"),
+            input=target.get("input"),
         ),
         enabled=trigger.enabled,
         source=_has_source(trigger.provider),
@@ -153,6 +155,18 @@ async def runtime_status(
                 beat = values[0]
         health = SourceHealth(heartbeat=beat)
     return status, health
+
+
+async def recent_events(client: Client, trigger_id: str) -> list[RecentEvent]:
+    """The latest events the trigger workflow accepted, oldest first (none without one)."""
+    handle = client.get_workflow_handle(trigger_workflow_id(trigger_id))
+    try:
+        found = await handle.query(TriggerWorkflow.recent_events, rpc_timeout=_RPC_TIMEOUT)
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            return []
+        raise
+    return found.events
 
 
 async def run_exists(client: Client, run_id: str) -> bool:

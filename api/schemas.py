@@ -36,18 +36,29 @@ SafeJson = Annotated[dict[str, Any], AfterValidator(json_safe)]
 
 class TargetIn(BaseModel):
     """What a run is. ``run``: the built-in RunWorkflow, which records the event.
-    ``workflow``: your own workflow type on your task queue, started with the event as input."""
+    ``workflow``: your own workflow type on your task queue, started with the event as input,
+    or with what ``input`` makes of it."""
 
     model_config = ConfigDict(extra="forbid")
 
     kind: Literal["run", "workflow"] = "run"
     workflow_type: SafeStr | None = Field(default=None, min_length=1, max_length=200)
     task_queue: SafeStr | None = Field(default=None, min_length=1, max_length=200)
+    input: SafeStr | None = Field(
+        default=None,
+        max_length=10_000,
+        description="For a `workflow` target: CEL over `event` and `trigger` giving the "
+        "workflow's input (default: the whole event). Example: "
+        '`{"ref": event.data.ref, "who": trigger.name}`. An event on which it fails is '
+        "dropped and recorded in `condition_errors`.",
+    )
 
     @model_validator(mode="after")
     def _needs_type(self) -> TargetIn:
         if self.kind == "workflow" and not (self.workflow_type and self.task_queue):
             raise ValueError("workflow_type and task_queue are required when kind is 'workflow'")
+        if self.input is not None and self.kind != "workflow":
+            raise ValueError("input is only for a 'workflow' target")
         return self
 
 
@@ -177,3 +188,99 @@ class WebhookAccepted(BaseModel):
 
 class ErrorOut(BaseModel):
     detail: Any
+
+
+# -- the dry run ----------------------------------------------------------------------------
+
+MAX_SAMPLE_EVENTS = 100
+
+
+def _now_iso() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+class SampleEvent(BaseModel):
+    """An event to try a trigger on, shaped like the events the trigger receives."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: SafeStr = Field(min_length=1, max_length=500)
+    key: SafeStr | None = Field(
+        default=None, min_length=1, max_length=500, description="Default: the id."
+    )
+    source: SafeStr = Field(default="dry-run", max_length=500)
+    type: SafeStr = Field(default="dry-run", max_length=500)
+    time: SafeStr = Field(default_factory=_now_iso, max_length=100, description="Default: now.")
+    subject: SafeStr | None = Field(default=None, max_length=500)
+    data: Annotated[Any, AfterValidator(json_safe)] = None
+    headers: dict[SafeStr, SafeStr] = Field(default_factory=dict)
+
+
+class DryRunIn(BaseModel):
+    """Either ``events`` (samples) or ``last`` (the trigger's latest accepted events)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    events: list[SampleEvent] | None = Field(default=None, max_length=MAX_SAMPLE_EVENTS)
+    last: int | None = Field(default=None, ge=1, le=20)
+
+    @model_validator(mode="after")
+    def _one_of(self) -> DryRunIn:
+        if (self.events is None) == (self.last is None):
+            raise ValueError("give either events or last")
+        return self
+
+
+class ConditionOut(BaseModel):
+    result: Literal["passed", "dropped", "error"]
+    error: str | None = None
+
+
+class ItemErrorOut(BaseModel):
+    index: int
+    message: str
+
+
+class NodeOut(BaseModel):
+    node_id: str
+    type: str
+    items_in: list[Any]
+    items_out: list[Any]
+    outputs: dict[str, list[Any]]
+    errors: list[ItemErrorOut]
+
+
+class CallOut(BaseModel):
+    node_id: str
+    type: str
+    item_index: int
+    args: dict[str, Any]
+
+
+class GraphPlanOut(BaseModel):
+    executed: list[str] = Field(description="The nodes that would receive items, in order.")
+    nodes: list[NodeOut]
+    calls: list[CallOut] = Field(description="The side effects the run would perform.")
+    error: str | None = None
+
+
+class DryRunResult(BaseModel):
+    event_id: str
+    event_key: str
+    run_id: str = Field(description="The run this event would start (or has started).")
+    would_start: bool
+    condition: ConditionOut = Field(
+        description="The condition's outcome; a failing input mapping is an error here too."
+    )
+    input: Any = Field(
+        default=None, description="For a workflow target: the input the run would get."
+    )
+    graph: GraphPlanOut | None = None
+    data_truncated: bool = Field(
+        default=False,
+        description="The event's data was too large to keep: it was tried with null data.",
+    )
+
+
+class DryRunOut(BaseModel):
+    results: list[DryRunResult]

@@ -30,7 +30,9 @@ async def test_push_condition_keeps_only_main(sqlite_stack: Stack) -> None:
 
     async def settled() -> dict[str, Any] | None:
         st = await status(s, tid)
+        # Counted before the child start returns: wait for the starts too.
         done = sum(st["filtered"].values()) == 4 and st["pending"] == 0
+        done = done and st["runs_started"] == 2
         return st if done else None
 
     st = await eventually(settled)

@@ -381,3 +381,72 @@ def json_type(value: Any) -> str:
     names = {type(None): "null", str: "string", int: "int", float: "double"}
     names |= {list: "list", dict: "map"}
     return names.get(type(value), type(value).__name__)
+
+
+# -- decisions shared by the trigger workflow and the dry run -----------------------------
+
+
+def decide(condition: str | None, event: Event, trigger: TriggerInfo) -> ConditionOutcome:
+    """The trigger's condition (its source text) on one event: what the trigger workflow
+    decides, and what the dry run shows. No condition passes every event; an expression
+    that no longer compiles is an ``error``, like a failed evaluation."""
+    if not condition:
+        return ConditionOutcome("passed", None, event.id)
+    try:
+        compiled = compile_expression(condition)
+    except Exception as exc:
+        return ConditionOutcome("error", str(exc), event.id)
+    return evaluate_condition(compiled, event, trigger)
+
+
+@dataclass(frozen=True)
+class MappedInput:
+    """A run's input built by a target's ``input`` mapping, or why it could not be."""
+
+    value: Any = None
+    error: str | None = None
+
+
+def map_input(expression: str, event: Event, trigger: TriggerInfo) -> MappedInput:
+    """Evaluate a target's ``input`` mapping (CEL over ``event`` and ``trigger``) into a
+    plain JSON value; failures come back as ``error`` (never with the event's values)."""
+    try:
+        value = compile_expression(expression).evaluate(event_activation(event, trigger))
+    except (ExpressionError, EvaluationError) as err:
+        return MappedInput(None, f"input mapping: {err}")
+    except Exception as exc:
+        return MappedInput(None, f"input mapping failed: {type(exc).__name__}")
+    return MappedInput(value, None)
+
+
+@dataclass(frozen=True)
+class RunDecision:
+    """Whether an event starts a run, and with which input.
+
+    ``outcome`` is the condition's outcome, except that an input mapping that fails turns
+    a ``passed`` into an ``error`` (the event is dropped and the error recorded, like a
+    failing condition). ``mapped`` says whether ``input`` came from a mapping; without one
+    the run gets the whole event.
+    """
+
+    outcome: ConditionOutcome
+    mapped: bool = False
+    input: Any = None
+
+    @property
+    def would_start(self) -> bool:
+        return self.outcome.result == "passed"
+
+
+def decide_run(
+    condition: str | None, input_mapping: str | None, event: Event, trigger: TriggerInfo
+) -> RunDecision:
+    """:func:`decide`, then the input mapping for events that pass. Pure and deterministic:
+    the trigger workflow calls it before starting a run, the dry run to show what would."""
+    outcome = decide(condition, event, trigger)
+    if outcome.result != "passed" or not input_mapping:
+        return RunDecision(outcome)
+    mapped = map_input(input_mapping, event, trigger)
+    if mapped.error is not None:
+        return RunDecision(ConditionOutcome("error", mapped.error, event.id))
+    return RunDecision(outcome, True, mapped.value)

@@ -7,6 +7,7 @@ source loop, an activity this workflow runs for providers such as cron and polli
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Coroutine
 from datetime import datetime, timedelta
 from typing import Any
@@ -33,7 +34,7 @@ from temporalio.workflow import (
 
 with workflow.unsafe.imports_passed_through():
     # Passed through: the CEL parser touches the file system when it is first imported.
-    from triggers.conditions import TriggerInfo, compile_expression, evaluate_condition
+    from triggers.conditions import ConditionOutcome, RunDecision, TriggerInfo, decide_run
     from triggers.events import Event, EventBatch, run_workflow_id
     from triggers.sources import CONFIG_ERROR, SourceInput, SourceResult
     from workflows.types import (
@@ -41,6 +42,8 @@ with workflow.unsafe.imports_passed_through():
         TRIGGER_ID,
         TRIGGER_OWNER,
         TRIGGER_PROVIDER,
+        RecentEvent,
+        RecentEvents,
         TriggerInput,
         TriggerSpec,
         TriggerState,
@@ -51,6 +54,9 @@ with workflow.unsafe.imports_passed_through():
 MAX_IN_FLIGHT = 200
 RECENT_KEYS = 500
 CONDITION_ERRORS_KEPT = 20
+# The dry run's ``last`` reaches this far back; data larger than this is not kept (bytes).
+RECENT_EVENTS_KEPT = 20
+RECENT_EVENT_DATA_LIMIT = 16 * 1024
 # Far below the server's hard limit (50K events), far above its suggestion (4K).
 FORCE_CONTINUE_AT = 20_000
 SOURCE_LIFETIME = timedelta(minutes=5)
@@ -141,6 +147,7 @@ class TriggerWorkflow:
                 self._state.duplicates += 1
                 continue
             self._remember(event.key)
+            self._keep_recent(event)
             self._state.pending.append(event)
 
     @workflow.signal(name="configure")
@@ -181,6 +188,33 @@ class TriggerWorkflow:
             continued_as_new=s.continued_as_new,
             history_length=workflow.info().get_current_history_length(),
         )
+
+    @workflow.query(name="recent_events")
+    def recent_events(self) -> RecentEvents:
+        return RecentEvents(events=list(self._state.recent_events))
+
+    def _keep_recent(self, event: Event) -> None:
+        try:
+            size = len(json.dumps(event.data, separators=(",", ":")).encode())
+        except (TypeError, ValueError):
+            size = RECENT_EVENT_DATA_LIMIT + 1
+        cut = size > RECENT_EVENT_DATA_LIMIT
+        kept = self._state.recent_events
+        kept.append(
+            RecentEvent(
+                id=event.id,
+                key=event.key,
+                type=event.type,
+                time=event.time,
+                source=event.source,
+                subject=event.subject,
+                data=None if cut else event.data,
+                headers=dict(event.headers),
+                data_truncated=cut,
+                data_size=size,
+            )
+        )
+        del kept[:-RECENT_EVENTS_KEPT]
 
     def _remember(self, key: str) -> None:
         self._recent[key] = None
@@ -294,20 +328,19 @@ class TriggerWorkflow:
 
     # -- runs ----------------------------------------------------------------------------
 
-    def _passes(self, event: Event) -> bool:
-        """The trigger's condition, evaluated here (deterministic, no I/O); an error drops the
-        event and is recorded with its id, never blocking later events."""
+    def _decide(self, event: Event) -> RunDecision:
+        """The trigger's condition and its target's input mapping, evaluated here
+        (deterministic, no I/O) by the same pure function as the dry run; an error drops
+        the event and is recorded with its id, never blocking later events."""
         spec = self._spec
-        if not spec.condition:
-            return True
+        mapping = spec.target.input if spec.target.kind == "workflow" else None
+        if not spec.condition and not mapping:
+            return RunDecision(ConditionOutcome("passed", None, event.id))
         info = TriggerInfo(id=spec.trigger_id, name=spec.name, provider=spec.provider)
-        error: str | None
-        try:
-            outcome = evaluate_condition(compile_expression(spec.condition), event, info)
-        except Exception as exc:  # an expression that no longer compiles is an error too
-            outcome_result, error = "error", str(exc)
-        else:
-            outcome_result, error = outcome.result, outcome.error
+        decision = decide_run(spec.condition, mapping, event, info)
+        outcome_result, error = decision.outcome.result, decision.outcome.error
+        if not spec.condition and outcome_result != "error":
+            return decision  # no condition: only mapping errors are counted
         filtered = self._state.filtered
         filtered[outcome_result] = filtered.get(outcome_result, 0) + 1
         workflow.metric_meter().create_counter(
@@ -317,12 +350,13 @@ class TriggerWorkflow:
             errors = self._state.condition_errors
             errors.append({"event_id": event.id, "error": error or "error"})
             del errors[:-CONDITION_ERRORS_KEPT]
-        return outcome_result == "passed"
+        return decision
 
     async def _start_run(self, event: Event) -> None:
         guarded = self._spec.overlap == "skip"
         try:
-            if not self._passes(event):
+            decision = self._decide(event)
+            if not decision.would_start:
                 return
             if guarded and self._runs_running:
                 self._state.skipped += 1
@@ -330,7 +364,7 @@ class TriggerWorkflow:
             if guarded:
                 self._runs_running += 1  # reserved before the start, so concurrent starts see it
             try:
-                handle = await self._start_child(event)
+                handle = await self._start_child(event, decision)
             except WorkflowAlreadyStartedError:
                 self._state.duplicates += 1
                 if guarded:
@@ -350,7 +384,9 @@ class TriggerWorkflow:
             finally:
                 self._runs_running -= 1
 
-    async def _start_child(self, event: Event) -> workflow.ChildWorkflowHandle[Any, Any]:
+    async def _start_child(
+        self, event: Event, decision: RunDecision
+    ) -> workflow.ChildWorkflowHandle[Any, Any]:
         spec = self._spec
         if spec.target.kind == "workflow" and spec.target.workflow_type:
             workflow_type = spec.target.workflow_type
@@ -360,7 +396,7 @@ class TriggerWorkflow:
             task_queue = workflow.info().task_queue
         return await workflow.start_child_workflow(
             workflow_type,
-            event,
+            decision.input if decision.mapped else event,
             id=run_workflow_id(spec.trigger_id, event.key),
             task_queue=task_queue,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,

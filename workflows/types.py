@@ -24,6 +24,8 @@ class RunTarget:
     kind: str = "run"  # "run" | "workflow"
     workflow_type: str | None = None
     task_queue: str | None = None
+    # CEL over ``event`` and ``trigger`` giving a ``workflow`` run's input; None: the event.
+    input: str | None = None
 
 
 @dataclass
@@ -43,6 +45,33 @@ class TriggerSpec:
     overlap: str = "allow"
     # CEL over ``event`` and ``trigger``; only events for which it is true start a run.
     condition: str | None = None
+
+
+@dataclass
+class RecentEvent:
+    """An event as the trigger received it, kept so a dry run can replay its decision.
+
+    ``data`` is ``None`` and ``data_truncated`` true when the data's JSON was too large to
+    keep (``data_size`` says how large it was, in bytes).
+    """
+
+    id: str
+    key: str
+    type: str
+    time: str
+    source: str
+    subject: str | None = None
+    data: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+    data_truncated: bool = False
+    data_size: int = 0
+
+
+@dataclass
+class RecentEvents:
+    """Query result: the latest accepted events, oldest first."""
+
+    events: list[RecentEvent]
 
 
 @dataclass
@@ -70,6 +99,8 @@ class TriggerState:
     pending: list[Event] = field(default_factory=list)
     # Recently handled event keys: a cheap first dedup before the run's workflow ID does it.
     recent_keys: list[str] = field(default_factory=list)
+    # The latest accepted events (bounded, data cut when large), for the dry run.
+    recent_events: list[RecentEvent] = field(default_factory=list)
 
 
 @dataclass

@@ -144,6 +144,8 @@ async def create_trigger(
     require_secrets(info, body.secrets)
     if body.condition is not None:
         expression_or_422(body.condition)
+    if body.target.input is not None:
+        expression_or_422(body.target.input, ("body", "target", "input"))
     trigger = Trigger(
         user_id=user.id,
         name=body.name,
@@ -243,6 +245,8 @@ async def update_trigger(
     if body.config is not None:
         trigger.config = validate_config(info, body.config).model_dump(mode="json")
     if body.target is not None:
+        if body.target.input is not None:
+            expression_or_422(body.target.input, ("body", "target", "input"))
         trigger.target = body.target.model_dump(mode="json")
     if "condition" in body.model_fields_set:
         if body.condition is not None:

@@ -1,0 +1,46 @@
+"""``POST /api/triggers/{id}/test``: the dry run."""
+
+from __future__ import annotations
+
+import uuid
+
+from fastapi import APIRouter
+
+from api import control, dryrun
+from api.deps import CurrentUser, SessionDep, StateDep
+from api.routes.triggers import _load
+from api.schemas import DryRunIn, DryRunOut
+
+router = APIRouter(prefix="/api/triggers", tags=["triggers"])
+
+
+@router.post("/{trigger_id}/test", response_model=DryRunOut)
+async def test_trigger(
+    trigger_id: uuid.UUID,
+    body: DryRunIn,
+    state: StateDep,
+    session: SessionDep,
+    user: CurrentUser,
+) -> DryRunOut:
+    """Try the trigger on events without side effects: nothing starts, nothing is called.
+
+    Give sample ``events`` (shaped like the trigger's events: ``id``, ``key`` (default: the
+    id), ``source``, ``type``, ``time``, ``subject``, ``data``, ``headers``), or ``last``:
+    the trigger's latest accepted events (up to 20 are kept; data over 16 KiB is not, and
+    such an event is tried with null data and ``data_truncated: true``).
+
+    For each event: whether it would start a run, the condition's outcome (``passed``,
+    ``dropped`` or ``error`` with the message), the input a ``workflow`` target's run would
+    get, and for a graph the nodes that would run, their items in and out, and the calls
+    they would make. Viewers may use it."""
+    trigger, _ = await _load(session, user, trigger_id, "viewer")
+    if body.events is not None:
+        events = [(dryrun.event_of_sample(e), False) for e in body.events]
+    else:
+        assert body.last is not None
+        with control.unavailable_as_503(
+            "Temporal is unreachable", retry_after=state.settings.retry_after_seconds
+        ):
+            recent = await control.recent_events(state.client, str(trigger.id))
+        events = [(dryrun.event_of_recent(r), r.data_truncated) for r in recent[-body.last :]]
+    return DryRunOut(results=dryrun.try_events(trigger, events))
