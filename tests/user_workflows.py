@@ -29,3 +29,12 @@ class HeldRun:
     @workflow.signal
     def release(self) -> None:
         self._released = True
+
+
+@workflow.defn(name="UserEcho")
+class UserEcho:
+    """Returns its input: shows exactly what a trigger started it with."""
+
+    @workflow.run
+    async def run(self, inp: Any) -> Any:
+        return inp
