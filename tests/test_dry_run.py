@@ -7,13 +7,15 @@ import json
 import uuid
 from typing import Any
 
-from temporalio.worker import Worker
+from temporalio.worker import Replayer, Worker
 
 from api.control import run_exists
 from tests.conftest import Stack, eventually
 from tests.helpers import github_body, github_trigger, post_github
 from tests.user_workflows import UserEcho
-from triggers.events import run_workflow_id
+from triggers.events import run_workflow_id, trigger_workflow_id
+from workflows.run import RunWorkflow
+from workflows.trigger import TriggerWorkflow
 
 MAIN = 'event.data.ref == "refs/heads/main"'
 
@@ -166,6 +168,9 @@ async def test_workflow_target_input_mapping(sqlite_stack: Stack) -> None:
     ]
     assert [r["would_start"] for r in results] == [True, False, True]
     assert results[1]["condition"]["error"] == err["error"]
+    # The mapping is evaluated inside the workflow: its history replays deterministically.
+    history = await s.client.get_workflow_handle(trigger_workflow_id(tid)).fetch_history()
+    await Replayer(workflows=[TriggerWorkflow, RunWorkflow]).replay_workflow(history)
 
 
 async def test_workflow_target_without_mapping_shows_the_event(sqlite_stack: Stack) -> None:
