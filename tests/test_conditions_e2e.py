@@ -51,7 +51,8 @@ async def test_condition_errors_drop_the_event_and_are_recorded(sqlite_stack: St
 
     async def settled() -> dict[str, Any] | None:
         st = await status(s, tid)
-        return st if sum(st["filtered"].values()) == 3 and st["pending"] == 0 else None
+        done = sum(st["filtered"].values()) == 3 and st["pending"] == 0
+        return st if done and st["runs_started"] == 1 else None
 
     st = await eventually(settled)
     assert st["filtered"] == {"error": 1, "dropped": 1, "passed": 1}
