@@ -126,8 +126,10 @@ async def test_scheme(
         assert await send("tampered", tamper=True) == 401
     assert await send("wrong", secret="not-the-secret-" + uuid.uuid4().hex) == 401
     if timed:
-        assert await send("expired", ts=now - 301) == 401
-        assert await send("replayed-future", ts=now + 301) == 401
+        # Margins well past the 300 s tolerance: the request itself takes time on a busy box
+        # (the exact boundary is tested in test_signatures).
+        assert await send("expired", ts=now - 330) == 401
+        assert await send("replayed-future", ts=now + 330) == 401
         assert await send("edge", ts=now - 250) == 202
         expected_runs.add("edge")
 
