@@ -57,6 +57,7 @@ def spec_of(trigger: Trigger) -> TriggerSpec:
             kind=str(target.get("kind", "run")),
             workflow_type=target.get("workflow_type"),
             task_queue=target.get("task_queue"),
+            graph=target.get("graph"),
         ),
         enabled=trigger.enabled,
         source=_has_source(trigger.provider),

@@ -36,18 +36,28 @@ SafeJson = Annotated[dict[str, Any], AfterValidator(json_safe)]
 
 class TargetIn(BaseModel):
     """What a run is. ``run``: the built-in RunWorkflow, which records the event.
-    ``workflow``: your own workflow type on your task queue, started with the event as input."""
+    ``workflow``: your own workflow type on your task queue, started with the event as input.
+    ``graph``: the built-in RunWorkflow runs ``graph`` (nodes and edges) over the event's
+    items; the graph is checked when the trigger is created or updated."""
 
     model_config = ConfigDict(extra="forbid")
 
-    kind: Literal["run", "workflow"] = "run"
+    kind: Literal["run", "workflow", "graph"] = "run"
     workflow_type: SafeStr | None = Field(default=None, min_length=1, max_length=200)
     task_queue: SafeStr | None = Field(default=None, min_length=1, max_length=200)
+    graph: SafeJson | None = Field(
+        default=None,
+        description="The run graph (`nodes`, `edges`) when kind is 'graph'; see triggers.graph.",
+    )
 
     @model_validator(mode="after")
     def _needs_type(self) -> TargetIn:
         if self.kind == "workflow" and not (self.workflow_type and self.task_queue):
             raise ValueError("workflow_type and task_queue are required when kind is 'workflow'")
+        if self.kind == "graph" and self.graph is None:
+            raise ValueError("graph is required when kind is 'graph'")
+        if self.kind != "graph" and self.graph is not None:
+            raise ValueError("graph is only allowed when kind is 'graph'")
         return self
 
 

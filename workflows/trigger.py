@@ -358,9 +358,14 @@ class TriggerWorkflow:
         else:
             workflow_type = RUN_WORKFLOW_TYPE
             task_queue = workflow.info().task_queue
+        # A graph run gets its graph as a second argument: the event stays the run's first,
+        # visible input, and runs of kind "run" keep their one-argument input.
+        args: list[Any] = [event]
+        if spec.target.kind == "graph" and spec.target.graph is not None:
+            args.append(spec.target.graph)
         return await workflow.start_child_workflow(
             workflow_type,
-            event,
+            args=args,
             id=run_workflow_id(spec.trigger_id, event.key),
             task_queue=task_queue,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
