@@ -29,3 +29,12 @@ class HeldRun:
     @workflow.signal
     def release(self) -> None:
         self._released = True
+
+
+@workflow.defn(name="GraphChild")
+class GraphChild:
+    """Started by a graph's ``start_workflow`` node with what the node's input gives."""
+
+    @workflow.run
+    async def run(self, payload: dict[str, Any]) -> dict[str, Any]:
+        return {"deployed": payload["ref"], "by": "GraphChild"}

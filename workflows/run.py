@@ -22,7 +22,10 @@ class RunWorkflow:
     @workflow.run
     async def run(self, event: Event, graph: dict[str, Any] | None = None) -> RunResult:
         # ``graph`` is a second argument with a default: runs started with the event alone
-        # (kind "run", and every history from before graphs) still decode and replay.
+        # (kind "run", and every history from before graphs) still decode and replay. The SDK
+        # uses the type hints only when the argument count matches them, so a one-argument
+        # run gets its event as a plain dict: convert it here.
+        event = _event(event)
         workflow.logger.info("run for event %s (%s)", event.id, event.type)
         info = workflow.info()
         trigger_id = info.workflow_id.split(":", 2)[1]
@@ -42,3 +45,11 @@ class RunWorkflow:
             )
             result.nodes, result.calls = await GraphRun(graph, event, trigger).execute()
         return result
+
+
+def _event(value: object) -> Event:
+    if isinstance(value, Event):
+        return value
+    converter = workflow.payload_converter()
+    event: Event = converter.from_payload(converter.to_payload(value), Event)
+    return event
