@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError
 from temporalio.exceptions import ApplicationError
-from temporalio.worker import Worker
+from temporalio.worker import Replayer, Worker
 
 from tests.conftest import Stack, eventually
 from tests.helpers import github_body, github_trigger, post_github
@@ -21,6 +21,7 @@ from tests.local_http import LocalServer
 from tests.test_source_runtime import src_stack  # noqa: F401  (fixture)
 from tests.user_workflows import GraphChild
 from triggers.events import run_workflow_id
+from workflows.run import RunWorkflow
 from workflows.types import RunResult
 
 
@@ -72,13 +73,15 @@ def branching_graph(base: str) -> dict[str, Any]:
             {"id": "main", "type": "if", "condition": 'item.ref == "refs/heads/main"'},
             http_node("deploy", f"{base}/deploy", {"ref": "item.ref", "env": "'production'"}),
             http_node("preview", f"{base}/preview", {"ref": "item.ref", "env": "'preview'"}),
+            {"id": "settle", "type": "delay", "duration": "0.2s"},
             {"id": "note", "type": "log", "message": '"deploy answered " + string(item.status)'},
         ],
         "edges": [
             {"source": "ours", "target": "main"},
             {"source": "main", "target": "deploy", "branch": "true"},
             {"source": "main", "target": "preview", "branch": "false"},
-            {"source": "deploy", "target": "note"},
+            {"source": "deploy", "target": "settle"},
+            {"source": "settle", "target": "note"},
         ],
     }
 
@@ -114,7 +117,7 @@ async def test_filter_if_and_http_request_per_branch(
     await allow_local(s)
     tid = (await s.create_trigger(graph_trigger(branching_graph(server.url))))["id"]
     stored = (await s.http.get(f"/api/triggers/{tid}", headers=s.alice)).json()
-    assert stored["target"]["kind"] == "graph" and len(stored["target"]["graph"]["nodes"]) == 5
+    assert stored["target"]["kind"] == "graph" and len(stored["target"]["graph"]["nodes"]) == 6
 
     assert (await post_github(s.http, tid, delivery="g-main")).status_code == 202
     main = await result_of(s.client, tid, "g-main")
@@ -124,8 +127,14 @@ async def test_filter_if_and_http_request_per_branch(
     assert outcome(main, "deploy") == {"in": 1, "out": 1, "calls": 1}
     assert outcome(main, "preview") == {"in": 0, "out": 0, "calls": 0}
     # The log node saw the response, not the event: the deploy's answer flowed on.
+    assert outcome(main, "settle") == {"in": 1, "out": 1, "calls": 1}
     assert outcome(main, "note") == {"in": 1, "out": 1, "calls": 1}
-    assert main.calls == 2
+    assert main.calls == 3
+    # The graph run replays: planning in the workflow is deterministic.
+    history = await s.client.get_workflow_handle(run_workflow_id(tid, "g-main")).fetch_history()
+    await Replayer(workflows=[RunWorkflow]).replay_workflow(history)
+    timers = [e for e in history.events if e.HasField("timer_started_event_attributes")]
+    assert [t.user_metadata.summary.data.decode() for t in timers] == ['"settle"']
 
     feature = github_body(ref="refs/heads/feature")
     assert (await post_github(s.http, tid, delivery="g-feat", body=feature)).status_code == 202
