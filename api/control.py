@@ -59,6 +59,7 @@ def spec_of(trigger: Trigger) -> TriggerSpec:
             workflow_type=target.get("workflow_type"),
             task_queue=target.get("task_queue"),
             input=target.get("input"),
+            graph=target.get("graph"),
         ),
         enabled=trigger.enabled,
         source=_has_source(trigger.provider),

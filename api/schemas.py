@@ -37,11 +37,13 @@ SafeJson = Annotated[dict[str, Any], AfterValidator(json_safe)]
 class TargetIn(BaseModel):
     """What a run is. ``run``: the built-in RunWorkflow, which records the event.
     ``workflow``: your own workflow type on your task queue, started with the event as input,
-    or with what ``input`` makes of it."""
+    or with what ``input`` makes of it.
+    ``graph``: the built-in RunWorkflow runs ``graph`` (nodes and edges) over the event's
+    items; the graph is checked when the trigger is created or updated."""
 
     model_config = ConfigDict(extra="forbid")
 
-    kind: Literal["run", "workflow"] = "run"
+    kind: Literal["run", "workflow", "graph"] = "run"
     workflow_type: SafeStr | None = Field(default=None, min_length=1, max_length=200)
     task_queue: SafeStr | None = Field(default=None, min_length=1, max_length=200)
     input: SafeStr | None = Field(
@@ -52,6 +54,10 @@ class TargetIn(BaseModel):
         '`{"ref": event.data.ref, "who": trigger.name}`. An event on which it fails is '
         "dropped and recorded in `condition_errors`.",
     )
+    graph: SafeJson | None = Field(
+        default=None,
+        description="The run graph (`nodes`, `edges`) when kind is 'graph'; see triggers.graph.",
+    )
 
     @model_validator(mode="after")
     def _needs_type(self) -> TargetIn:
@@ -59,6 +65,10 @@ class TargetIn(BaseModel):
             raise ValueError("workflow_type and task_queue are required when kind is 'workflow'")
         if self.input is not None and self.kind != "workflow":
             raise ValueError("input is only for a 'workflow' target")
+        if self.kind == "graph" and self.graph is None:
+            raise ValueError("graph is required when kind is 'graph'")
+        if self.kind != "graph" and self.graph is not None:
+            raise ValueError("graph is only allowed when kind is 'graph'")
         return self
 
 

@@ -38,3 +38,12 @@ class UserEcho:
     @workflow.run
     async def run(self, inp: Any) -> Any:
         return inp
+
+
+@workflow.defn(name="GraphChild")
+class GraphChild:
+    """Started by a graph's ``start_workflow`` node with what the node's input gives."""
+
+    @workflow.run
+    async def run(self, payload: dict[str, Any]) -> dict[str, Any]:
+        return {"deployed": payload["ref"], "by": "GraphChild"}

@@ -5,6 +5,7 @@ from __future__ import annotations
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.http_request import HttpActivities
 from activities.source import SourceActivities
 from triggers.crypto import SecretBox
 from triggers.db import make_engine, session_factory
@@ -21,16 +22,14 @@ def build_worker(client: Client, settings: Settings, *, task_queue: str | None =
     the activity limit is high; loops that idle long give theirs back (they park).
     """
     keys = settings.secret_keys.get_secret_value()
-    sources = SourceActivities(
-        client,
-        session_factory(make_engine(settings.resolved_database_url)),
-        SecretBox.from_setting(keys) if keys else None,
-    )
+    sessions = session_factory(make_engine(settings.resolved_database_url))
+    sources = SourceActivities(client, sessions, SecretBox.from_setting(keys) if keys else None)
+    http = HttpActivities(sessions)
     return Worker(
         client,
         task_queue=task_queue or settings.task_queue,
         workflows=[TriggerWorkflow, RunWorkflow],
-        activities=[sources.run_source],
+        activities=[sources.run_source, http.http_request],
         max_concurrent_activities=settings.worker_max_concurrent_activities,
         max_concurrent_workflow_tasks=settings.worker_max_concurrent_workflow_tasks,
         max_concurrent_workflow_task_polls=settings.worker_workflow_task_pollers,

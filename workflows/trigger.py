@@ -394,9 +394,14 @@ class TriggerWorkflow:
         else:
             workflow_type = RUN_WORKFLOW_TYPE
             task_queue = workflow.info().task_queue
+        # A graph run gets its graph as a second argument: the event stays the run's first,
+        # visible input, and runs of kind "run" keep their one-argument input.
+        args: list[Any] = [decision.input if decision.mapped else event]
+        if spec.target.kind == "graph" and spec.target.graph is not None:
+            args.append(spec.target.graph)
         return await workflow.start_child_workflow(
             workflow_type,
-            decision.input if decision.mapped else event,
+            args=args,
             id=run_workflow_id(spec.trigger_id, event.key),
             task_queue=task_queue,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,

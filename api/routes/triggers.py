@@ -12,6 +12,7 @@ from api.deps import CurrentUser, SessionDep, StateDep
 from api.schemas import (
     ShareIn,
     ShareOut,
+    TargetIn,
     TriggerCreate,
     TriggerPage,
     TriggerPublic,
@@ -21,6 +22,7 @@ from api.schemas import (
 from api.state import AppState
 from api.validation import (
     expression_or_422,
+    graph_or_422,
     provider_or_422,
     require_secrets,
     validate_config,
@@ -84,6 +86,17 @@ _MUTABLE = (
 )
 
 
+def _check_target(target: TargetIn) -> None:
+    """Expressions in a target are checked here, once: a workflow target's input mapping,
+    and a graph's node types, expressions, edges and acyclicity (the 422 names the node).
+    The stored graph is the normalised one the run executes."""
+    if target.input is not None:
+        expression_or_422(target.input, ("body", "target", "input"))
+    if target.kind == "graph":
+        graph = graph_or_422(target.graph, loc=("body", "target", "graph"))
+        target.graph = graph.model_dump(mode="json")
+
+
 def _snapshot(trigger: Trigger) -> dict[str, Any]:
     return {field: getattr(trigger, field) for field in _MUTABLE}
 
@@ -144,8 +157,7 @@ async def create_trigger(
     require_secrets(info, body.secrets)
     if body.condition is not None:
         expression_or_422(body.condition)
-    if body.target.input is not None:
-        expression_or_422(body.target.input, ("body", "target", "input"))
+    _check_target(body.target)
     trigger = Trigger(
         user_id=user.id,
         name=body.name,
@@ -245,8 +257,7 @@ async def update_trigger(
     if body.config is not None:
         trigger.config = validate_config(info, body.config).model_dump(mode="json")
     if body.target is not None:
-        if body.target.input is not None:
-            expression_or_422(body.target.input, ("body", "target", "input"))
+        _check_target(body.target)
         trigger.target = body.target.model_dump(mode="json")
     if "condition" in body.model_fields_set:
         if body.condition is not None:
