@@ -71,8 +71,9 @@ def db_statuses(db_file: Path) -> dict[str, int]:
 class Idle:
     """Which trigger workflows are parked: running, no pending activity or workflow task."""
 
-    def __init__(self, client: Client, workflow_ids: Sequence[str]) -> None:
+    def __init__(self, client: Client, workflow_ids: Sequence[str], deadline: float) -> None:
         self.client = client
+        self.deadline = deadline  # time.monotonic(); describing stops there
         self.waiting = set(workflow_ids)
         self.history_length: dict[str, int] = {}
         self.not_running: Counter[str] = Counter()
@@ -96,7 +97,7 @@ class Idle:
         parked: list[str] = []
 
         async def loop() -> None:
-            while queue:
+            while queue and time.monotonic() < self.deadline:
                 wid = queue.pop()
                 if await self.describe(wid):
                     parked.append(wid)
@@ -253,10 +254,10 @@ async def measure_into(
     out["creation"]["cpu_s"] = cpu_delta(cpu1, cpu0)
     out["creation"]["rss_mib_after"] = {name: rss_mib(pid) for name, pid in pids.items()}
     log(f"[N={n}] created {len(ids)} in {out['creation']['seconds']}s; waiting until parked")
-    idle = Idle(client, ids)
+    idle = Idle(client, ids, deadline)
     running_q = 'WorkflowType="TriggerWorkflow" AND ExecutionStatus="Running" '
     running_q += f'AND TaskQueue="{queue}"'
-    t_created, swept, last_log = time.monotonic(), False, 0.0
+    t_created, swept, last_log, fraction = time.monotonic(), False, 0.0, 0.0
     while time.monotonic() < deadline:
         # Samples first (cheap), then sweeps of whatever is not parked yet: the describes
         # load the same server, so the first full sweep waits until ~90% look parked.
@@ -271,7 +272,7 @@ async def measure_into(
             left = len(idle.waiting) if swept else f"~{round((1 - fraction) * len(ids))}"
             log(f"[N={n}] {running} running, not parked yet: {left}")
             last_log = time.monotonic()
-        await asyncio.sleep(3 if swept else 10)
+        await asyncio.sleep(max(0.0, min(3 if swept else 10, deadline - time.monotonic())))
     cpu2 = cpu_seconds(pids)
     parked = len(ids) - len(idle.waiting) if swept else None
     all_idle = swept and not idle.waiting and len(ids) == n
@@ -280,6 +281,8 @@ async def measure_into(
         "setup_seconds_total": round(time.monotonic() - t_setup, 1),
         "parked": parked,
         "not_parked": len(idle.waiting) if swept else None,
+        # Before the first full sweep, only a sample's view (SAMPLE random workflows).
+        "parked_estimate": None if swept else round(fraction * len(ids)),
         "not_running": dict(idle.not_running),
         "cpu_s": cpu_delta(cpu2, cpu1),
         "rss_mib_peak": {name: peak_mib(pid) for name, pid in pids.items()},
@@ -302,6 +305,7 @@ async def measure_into(
     await asyncio.sleep(args.quiet)
     before = {w: length for w, length in idle.history_length.items() if w in sample}
     out["idle"] = await measure_idle(pids, args.measure)
+    idle.deadline = time.monotonic() + 60  # setup is over; these few describes may run
     await idle.check(sample, 4)  # refreshes history lengths: did anything happen?
     grown = sum(idle.history_length[w] - before[w] for w in before if w in idle.history_length)
     out["idle"]["history_events_added_in_sample"] = grown
