@@ -10,12 +10,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import importlib
 import json
-import math
 import os
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -26,47 +23,27 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from temporalio.api.enums.v1 import TaskQueueType
-from temporalio.api.taskqueue.v1 import TaskQueue
-from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
+from _common import (
+    STARTUP_TIMEOUT,
+    Http1,
+    Procs,
+    cpu_delta,
+    cpu_seconds,
+    log,
+    percentiles,
+    spawn_noop_worker,
+    start_product,
+    wait_pollers,
+)
 from temporalio.client import Client, WorkflowExecution
-from temporalio.worker import Worker
 
-from triggers import signatures, store
-from triggers.crypto import SecretBox
-from triggers.db import make_engine, session_factory, upgrade
-from triggers.devserver import DevServer, _parent_death_hook, free_port
-from triggers.settings import Settings
+from triggers import signatures
+from triggers.devserver import DevServer
 
-ROOT = Path(__file__).resolve().parent.parent
 TARGET = 0.8
 SECRET = "bench-signing-secret-0001"
-STARTUP_TIMEOUT = 120.0
 POLL_INTERVAL = 0.1
 CHECKS = ("duplicate_202s", "run_id_mismatches", "duplicate_runs", "missing_runs")
-# The baseline's workflow lives in a module of its own, written to the temp dir: the sandbox
-# re-runs a workflow's whole module for every run, and re-running this file would cost
-# ~15 ms of worker CPU per run instead of ~7 ms (workflows/run.py is as small as this).
-NOOP_MODULE = """from temporalio import workflow
-
-
-@workflow.defn(name="BenchNoop")
-class BenchNoop:
-    @workflow.run
-    async def run(self) -> None:
-        return None
-"""
-
-
-def log(msg: str) -> None:
-    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
-def percentiles(seconds: list[float]) -> dict[str, float | None]:
-    """Nearest-rank p50/p90/p99 and max, in milliseconds."""
-    s = sorted(seconds)
-    pick = {f"p{p}": max(0, math.ceil(p / 100 * len(s)) - 1) for p in (50, 90, 99)}
-    return {k: round(s[i] * 1000, 1) if s else None for k, i in {**pick, "max": -1}.items()}
 
 
 def rate(count: int, seconds: float | None) -> float | None:
@@ -75,182 +52,6 @@ def rate(count: int, seconds: float | None) -> float | None:
 
 def ratio(b: float | None, a: float | None) -> float | None:
     return round(b / a, 3) if a and b is not None else None
-
-
-def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
-    """CPU seconds (user + system) used so far by this process and by ``pids`` (Linux /proc)."""
-    out = {"bench": sum(os.times()[:2])}
-    for name, pid in pids.items():
-        with contextlib.suppress(OSError, IndexError, ValueError):
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            out[name] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return out
-
-
-def cpu_delta(after: dict[str, float], before: dict[str, float]) -> dict[str, float]:
-    return {k: round(v - before[k], 2) for k, v in after.items() if k in before}
-
-
-class Procs:
-    """Child processes in their own sessions, logging to files; they die with us (Linux)."""
-
-    def __init__(self, logdir: Path) -> None:
-        self.logdir = logdir
-        self.procs: list[tuple[str, asyncio.subprocess.Process]] = []
-
-    async def spawn(self, name: str, argv: list[str], env: dict[str, str]) -> None:
-        with (self.logdir / f"{name}.log").open("ab") as out:
-            proc = await asyncio.create_subprocess_exec(
-                *argv,
-                cwd=ROOT,
-                env={**os.environ, **env},
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=out,
-                start_new_session=True,
-                preexec_fn=_parent_death_hook(),
-            )
-        self.procs.append((name, proc))
-        log(f"started {name} (pid {proc.pid})")
-
-    def check(self) -> None:
-        for name, proc in self.procs:
-            if proc.returncode is not None:
-                raise RuntimeError(f"{name} exited early with code {proc.returncode}")
-
-    def dump_logs(self, lines: int = 20) -> None:
-        for path in sorted(self.logdir.glob("*.log")):
-            tail = path.read_text(errors="replace").splitlines()[-lines:]
-            log(f"--- tail of {path.name} ---\n" + "\n".join(tail))
-
-    async def stop_all(self) -> None:
-        for _, proc in self.procs:
-            if proc.returncode is None:
-                with contextlib.suppress(ProcessLookupError):
-                    proc.send_signal(signal.SIGTERM)
-        for _, proc in self.procs:
-            try:
-                await asyncio.wait_for(proc.wait(), timeout=15)
-            except TimeoutError:  # ignored SIGTERM
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                await proc.wait()
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, signal.SIGKILL)  # stragglers in the group, just reaped
-        self.procs.clear()
-
-
-class Http1:
-    """One keep-alive HTTP/1.1 connection for the hot loop. httpx.AsyncClient spends ~5 ms of
-    client CPU per request at C=32 (measured: /healthz 190/s vs 1700/s with this), which on
-    2 cores would take CPU from the stack under test. Plain http:// only."""
-
-    def __init__(self, host: str, port: int) -> None:
-        self.host, self.port = host, port
-        self.streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
-
-    async def post(self, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
-        if self.streams is None:
-            self.streams = await asyncio.open_connection(self.host, self.port)
-        reader, writer = self.streams
-        head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
-        request = f"POST {path} HTTP/1.1\r\nHost: {self.host}\r\nContent-Length: {len(body)}\r\n"
-        try:
-            writer.write(f"{request}{head}\r\n".encode() + body)
-            status, length = int((await reader.readuntil(b"\r\n")).split()[1]), 0
-            while (line := await reader.readuntil(b"\r\n")) != b"\r\n":
-                name, _, value = line.partition(b":")
-                length = int(value) if name.strip().lower() == b"content-length" else length
-            return status, await reader.readexactly(length)
-        except BaseException:
-            self.close()
-            raise
-
-    def close(self) -> None:
-        if self.streams is not None:
-            self.streams[1].close()
-            self.streams = None
-
-
-async def serve_baseline_worker(args: argparse.Namespace) -> None:
-    """Hidden mode (a subprocess of the benchmark): serve BenchNoop until SIGTERM."""
-    sys.path.insert(0, args.serve_baseline_worker)
-    noop = importlib.import_module("bench_noop").BenchNoop
-    client = await Client.connect(args.temporal, namespace=args.namespace)
-    s = Settings()  # the same knobs as workers/main.py build_worker
-    worker = Worker(
-        client,
-        task_queue=args.task_queue,
-        workflows=[noop],
-        max_concurrent_workflow_tasks=s.worker_max_concurrent_workflow_tasks,
-        max_concurrent_workflow_task_polls=s.worker_workflow_task_pollers,
-        max_concurrent_activity_task_polls=s.worker_activity_task_pollers,
-    )
-    stop = asyncio.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        asyncio.get_running_loop().add_signal_handler(sig, stop.set)
-    async with worker:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=4 * args.timeout + 600)
-
-
-async def until(check: Callable[[], Awaitable[bool]], what: str, procs: Procs) -> None:
-    """Poll ``check`` (errors count as "not yet") until true; fail after STARTUP_TIMEOUT."""
-    deadline = time.monotonic() + STARTUP_TIMEOUT
-    while True:
-        procs.check()
-        with contextlib.suppress(Exception):
-            if await check():
-                return
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"not ready after {STARTUP_TIMEOUT}s: {what}")
-        await asyncio.sleep(0.2)
-
-
-async def wait_pollers(client: Client, queue: str, procs: Procs) -> None:
-    request = DescribeTaskQueueRequest(
-        namespace=client.namespace,
-        task_queue=TaskQueue(name=queue),
-        task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
-    )
-
-    async def polled() -> bool:
-        return bool((await client.workflow_service.describe_task_queue(request)).pollers)
-
-    await until(polled, f"a worker polling task queue {queue}", procs)
-
-
-async def start_product(address: str, tmp: Path, procs: Procs) -> tuple[str, str, str]:
-    """Fresh SQLite database, user + API key, then ``triggers worker`` and ``triggers api``."""
-    db_url = f"sqlite+aiosqlite:///{tmp / 'triggers.db'}"
-    await asyncio.to_thread(upgrade, db_url)
-    engine = make_engine(db_url)
-    try:
-        async with session_factory(engine)() as session:
-            user = await store.create_user(session, name="bench")
-            key = await store.create_api_key(session, user=user, name="bench")
-    finally:
-        await engine.dispose()
-    port, queue = free_port(), f"triggers-bench-{uuid.uuid4().hex[:8]}"
-    env = {
-        "TRIGGERS_TEMPORAL_ADDRESS": address,
-        "TRIGGERS_DATABASE_URL": db_url,
-        "TRIGGERS_SECRET_KEYS": SecretBox.generate_key(),
-        "TRIGGERS_API_HOST": "127.0.0.1",
-        "TRIGGERS_API_PORT": str(port),
-        "TRIGGERS_TASK_QUEUE": queue,
-        "TRIGGERS_HOME": str(tmp),
-    }
-    for command in ("worker", "api"):
-        await procs.spawn(command, [sys.executable, "-m", "workers.cli", command], env)
-    url = f"http://127.0.0.1:{port}"
-    async with httpx.AsyncClient(base_url=url, timeout=2) as http:
-
-        async def ready() -> bool:
-            return (await http.get("/readyz")).status_code == 200
-
-        await until(ready, f"{url}/readyz", procs)
-    return url, key, queue
 
 
 async def fan_out(n: int, c: int, one: Callable[[int], Awaitable[None]]) -> tuple[float, float]:
@@ -403,13 +204,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             client = await Client.connect(address, namespace=args.namespace)
             if product_queue is not None:
                 await wait_pollers(client, product_queue, procs)
-            (tmp / "bench_noop.py").write_text(NOOP_MODULE)
             queue = f"bench-noop-{uuid.uuid4().hex[:8]}"
-            me = [sys.executable, str(Path(__file__).resolve()), "--serve-baseline-worker", tmpdir]
-            me += ["--temporal", address, "--namespace", args.namespace, "--task-queue", queue]
-            await procs.spawn("baseline-worker", [*me, "--timeout", str(args.timeout)], {})
+            await spawn_noop_worker(
+                procs, tmp, address, args.namespace, queue, 4 * args.timeout + 600
+            )
             await wait_pollers(client, queue, procs)
-            pids = {name: proc.pid for name, proc in procs.procs}
+            pids = procs.pids()
             pids.update({"temporal": server.pid} if server and server.pid else {})
             cpu0 = cpu_seconds(pids)
             baseline = await phase_baseline(client, queue, n, c, args.timeout)
@@ -465,12 +265,7 @@ def main() -> None:
     p.add_argument("--namespace", default="default")
     p.add_argument("--timeout", type=float, default=300.0, help="max wait for runs, per phase")
     p.add_argument("--httpx", action="store_true", help="send with httpx (costly client)")
-    p.add_argument("--serve-baseline-worker", metavar="DIR", help=argparse.SUPPRESS)
-    p.add_argument("--task-queue", help=argparse.SUPPRESS)
     args = p.parse_args()
-    if args.serve_baseline_worker:
-        asyncio.run(serve_baseline_worker(args))
-        return
     if args.against and not args.api_key:
         p.error("--against needs --api-key")
     if args.events < 1 or args.concurrency < 1:
