@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import contextlib
 import importlib
+import json
 import math
 import os
 import signal
@@ -24,6 +25,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import httpx
 from temporalio.api.enums.v1 import TaskQueueType
@@ -60,6 +62,18 @@ assert Path(triggers.__file__).resolve().is_relative_to(ROOT), triggers.__file__
 
 def log(msg: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def run_and_report(main: Awaitable[dict[str, Any]], *, hard_cap: float, checked: bool) -> None:
+    """Run a benchmark within ``hard_cap`` seconds, print its JSON on stdout and exit:
+    130 when interrupted, 1 when ``checked`` and its ``checks_ok`` is false."""
+    try:
+        result = asyncio.run(asyncio.wait_for(main, timeout=hard_cap))
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        log("interrupted; everything started was stopped")
+        sys.exit(130)
+    print(json.dumps(result, indent=2))
+    sys.exit(0 if not checked or result["checks_ok"] else 1)
 
 
 def percentiles(seconds: list[float]) -> dict[str, float | None]:

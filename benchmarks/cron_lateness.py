@@ -10,11 +10,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import math
 import os
 import signal
-import sys
 import tempfile
 import time
 import uuid
@@ -32,6 +30,7 @@ from _common import (
     loadavg,
     log,
     percentiles,
+    run_and_report,
     spawn_noop_worker,
     start_product,
     wait_pollers,
@@ -269,13 +268,7 @@ def main() -> None:
     if args.seconds < 1 or args.warmup < 0 or args.grace < 0:
         p.error("--seconds must be >= 1, --warmup and --grace >= 0")
     hard_cap = args.seconds + args.warmup + args.grace + 4 * STARTUP_TIMEOUT + 120
-    try:
-        result = asyncio.run(asyncio.wait_for(run(args), timeout=hard_cap))
-    except (KeyboardInterrupt, asyncio.CancelledError):
-        log("interrupted; everything started was stopped")
-        sys.exit(130)
-    print(json.dumps(result, indent=2))
-    sys.exit(0 if result["checks_ok"] else 1)
+    run_and_report(run(args), hard_cap=hard_cap, checked=True)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ import os
 import random
 import signal
 import sqlite3
-import sys
 import tempfile
 import time
 from collections import Counter
@@ -34,6 +33,7 @@ from _common import (
     loadavg,
     log,
     rss_mib,
+    run_and_report,
     start_product,
     wait_pollers,
 )
@@ -403,12 +403,7 @@ def main() -> None:
     if not counts or min(counts) < 1 or args.concurrency < 1 or args.measure <= 0:
         p.error("counts, --concurrency and --measure must be positive")
     per_count = args.setup_timeout + args.measure + args.quiet + 3 * STARTUP_TIMEOUT + 120
-    try:
-        result = asyncio.run(asyncio.wait_for(run(args, counts), timeout=len(counts) * per_count))
-    except (KeyboardInterrupt, asyncio.CancelledError):
-        log("interrupted; everything started was stopped")
-        sys.exit(130)
-    print(json.dumps(result, indent=2))
+    run_and_report(run(args, counts), hard_cap=len(counts) * per_count, checked=False)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ import contextlib
 import json
 import os
 import signal
-import sys
 import tempfile
 import time
 import uuid
@@ -31,6 +30,7 @@ from _common import (
     cpu_seconds,
     log,
     percentiles,
+    run_and_report,
     spawn_noop_worker,
     start_product,
     wait_pollers,
@@ -271,13 +271,7 @@ def main() -> None:
     if args.events < 1 or args.concurrency < 1:
         p.error("--events and --concurrency must be >= 1")
     hard_cap = 2 * args.timeout + 3 * STARTUP_TIMEOUT + 300  # sends, starts and waits
-    try:
-        result = asyncio.run(asyncio.wait_for(run(args), timeout=hard_cap))
-    except (KeyboardInterrupt, asyncio.CancelledError):
-        log("interrupted; everything started was stopped")
-        sys.exit(130)
-    print(json.dumps(result, indent=2))
-    sys.exit(0 if result["checks_ok"] else 1)
+    run_and_report(run(args), hard_cap=hard_cap, checked=True)
 
 
 if __name__ == "__main__":
