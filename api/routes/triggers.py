@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import asdict
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Response, status
@@ -213,28 +214,16 @@ async def trigger_status(
         if status_ == "degraded" and health.heartbeat.get("healthy"):
             # The source started fine again since its last error.
             status_, last_error, errors = "active", None, 0
-    return TriggerRuntime(
-        running=True,
-        workflow_id=wid,
-        status=status_,
-        events_received=st.events_received,
-        runs_started=st.runs_started,
-        duplicates=st.duplicates,
-        skipped=st.skipped,
-        filtered=st.filtered,
-        condition_errors=st.condition_errors,
-        runs_in_flight=st.runs_in_flight,
-        cursor=cursor,
-        next_at=next_at,
-        consecutive_errors=errors,
-        next_retry_at=st.next_retry_at,
-        pending=st.pending,
-        last_event_time=st.last_event_time,
-        last_error=last_error,
-        continued_as_new=st.continued_as_new,
-        history_length=st.history_length,
-        config_version=st.config_version,
-    )
+    # The workflow's own report, with what the source activity's heartbeat adds to it.
+    report = {
+        **asdict(st),
+        "status": status_,
+        "last_error": last_error,
+        "consecutive_errors": errors,
+        "next_at": next_at,
+        "cursor": cursor,
+    }
+    return TriggerRuntime(running=True, workflow_id=wid, **report)
 
 
 @router.patch("/{trigger_id}", response_model=TriggerPublic)
