@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
 TRIGGER_WORKFLOW_PREFIX = "trigger:"
 RUN_WORKFLOW_PREFIX = "run:"
+
+# Event data whose compact JSON is larger than this (bytes) is stored in the database and
+# the event carries a reference (claim check): see ``triggers/payloads.py``.
+CLAIM_CHECK_BYTES = 2 * 1024
+# Event keys and ids longer than this become ``<prefix>~<sha256>`` (see ``bound_key``), so
+# ``run:<trigger-id>:<key>`` always fits Temporal's 1,000-character id limit.
+MAX_KEY_CHARS = 200
 
 
 @dataclass
@@ -27,6 +35,33 @@ class Event:
     datacontenttype: str = "application/json"
     headers: dict[str, str] = field(default_factory=dict)
     specversion: str = "1.0"
+    # Claim check: set when ``data`` (then None) is stored in the database under this ref.
+    data_ref: str | None = None
+    # The intake's decision (condition, input mapping), made where the event entered.
+    verdict: Verdict | None = None
+
+
+@dataclass
+class Verdict:
+    """What the trigger's condition and its target's input mapping made of one event,
+    decided where the event entered (the webhook route, the source activity) so that the
+    trigger workflow's task never evaluates an expression.
+
+    ``result``: ``passed`` (start a run), ``dropped`` (the condition was false) or
+    ``error`` (it failed or ran over its budget; the event is dropped, ``error`` says why).
+    ``counted``: whether the outcome counts in the trigger's condition outcomes (false when
+    the trigger has no condition and nothing failed). ``mapped``: the run's input is
+    ``input`` (or, when large, the payload ``input_ref``) instead of the whole event.
+    """
+
+    result: str
+    error: str | None = None
+    counted: bool = True
+    mapped: bool = False
+    input: Any = None
+    input_ref: str | None = None
+    # The trigger's config version the decision was made under.
+    config_version: int = 0
 
 
 @dataclass
@@ -36,6 +71,12 @@ class EventBatch:
 
     events: list[Event]
     cursor: Any = None
+    # Set by a source activity: the config version it runs. The workflow accepts nothing
+    # (neither events nor cursor) from a source of another version or of a disabled
+    # trigger, so a disable or a config change stops the old source's events at once.
+    config_version: int | None = None
+    # A source's next fire / poll time, when it knows it (ISO 8601).
+    next_at: str | None = None
 
 
 def trigger_workflow_id(trigger_id: str) -> str:
@@ -44,3 +85,22 @@ def trigger_workflow_id(trigger_id: str) -> str:
 
 def run_workflow_id(trigger_id: str, event_key: str) -> str:
     return f"{RUN_WORKFLOW_PREFIX}{trigger_id}:{event_key}"
+
+
+def bound_key(key: str, limit: int = MAX_KEY_CHARS) -> str:
+    """A key (or id) as it is used in run IDs: unchanged when it is at most ``limit``
+    printable characters, else ``<first 64 printable characters>~<sha256 hex>`` of the
+    whole key. Stable: the same long key always gives the same bounded key."""
+    if len(key) <= limit and key.isprintable() and _encodable(key):
+        return key
+    digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+    prefix = "".join(c for c in key[:64] if c.isprintable() and _encodable(c))
+    return f"{prefix}~{digest}"
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
