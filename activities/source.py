@@ -12,7 +12,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, NoReturn
 
@@ -24,6 +24,7 @@ from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 
 from triggers import store
+from triggers.admission import Admission, admit
 from triggers.crypto import SecretBox
 from triggers.events import Event, EventBatch, trigger_workflow_id
 from triggers.models import TriggerStatus, User
@@ -50,8 +51,20 @@ class _Park(SourceStop):
         self.resume_at = resume_at
 
 
+Admit = Callable[[list[Event]], Awaitable[list[Event]]]
+
+
+async def _as_is(events: list[Event]) -> list[Event]:
+    return events
+
+
 class ActivitySink:
-    """The EventSink a provider's ``run`` talks to inside the activity."""
+    """The EventSink a provider's ``run`` talks to inside the activity.
+
+    ``admit`` prepares events before they are signalled (bounds, the condition's verdict,
+    claim checks); every signal carries ``config_version``, so the workflow refuses what
+    this loop sends once the trigger was disabled or its config changed.
+    """
 
     def __init__(
         self,
@@ -62,16 +75,21 @@ class ActivitySink:
         lifetime: float,
         park_after: float,
         lead: float = 5.0,
+        config_version: int | None = None,
+        admit: Admit = _as_is,
     ) -> None:
         self._client = client
         self._workflow_id = trigger_workflow_id(trigger_id)
+        self._config_version = config_version
+        self._admit = admit
+        # The next fire / poll time the workflow was last told of.
+        self._told_next_at: datetime | None = None
         self._cursor = cursor
         self._deadline = time.monotonic() + lifetime
         self._park_after = park_after
         self._lead = lead
         self.events = 0
         self.next_at: datetime | None = None
-        self.emitted_once = False
         # Set once the provider started fine: the API then stops showing earlier errors.
         self.healthy = False
 
@@ -90,14 +108,21 @@ class ActivitySink:
     def heartbeat(self) -> None:
         activity.heartbeat(self.details())
 
+    async def _signal(self, events: list[Event], cursor: Cursor) -> None:
+        # Persisted when this returns: only then may the cursor move past these events.
+        await self._client.get_workflow_handle(self._workflow_id).signal(
+            "events", EventBatch(events, cursor=cursor, config_version=self._config_version)
+        )
+
     async def emit(self, events: Sequence[Event], *, cursor: Cursor = None) -> None:
-        for batch in _batches(list(events)):
-            # Persisted when this returns: only then may the cursor move past these events.
-            await self._client.get_workflow_handle(self._workflow_id).signal(
-                "events", EventBatch(batch, cursor=cursor)
-            )
+        batches = _batches(await self._admit(list(events)))
+        for i, batch in enumerate(batches):
+            # The cursor rides on the last batch only: it must not move past events that
+            # a later, failed signal would have carried.
+            await self._signal(batch, cursor if i == len(batches) - 1 else None)
             self.events += len(batch)
-        self.emitted_once = True
+        if not batches and cursor is not None:
+            await self._signal([], cursor)
         if cursor is not None:
             self._cursor = cursor  # the last batch's signal carried it
             self.heartbeat()
@@ -107,15 +132,22 @@ class ActivitySink:
     async def checkpoint(self, cursor: Cursor) -> None:
         # A cursor that moves without events (a skipped slot, a "start from now") is signalled
         # too: the workflow's copy is what a retry resumes from, heartbeats may be throttled.
-        await self._client.get_workflow_handle(self._workflow_id).signal(
-            "events", EventBatch([], cursor=cursor)
-        )
+        await self._signal([], cursor)
         self._cursor = cursor
         self.heartbeat()
 
     async def wait(self, seconds: float, *, next_at: datetime | None = None) -> None:
         now = self.now()
         self.next_at = next_at or (now + timedelta(seconds=seconds))
+        if next_at is not None and next_at != self._told_next_at:
+            # The workflow keeps the next fire / poll time (the status shows its copy).
+            await self._client.get_workflow_handle(self._workflow_id).signal(
+                "events",
+                EventBatch(
+                    [], config_version=self._config_version, next_at=next_at.isoformat()
+                ),
+            )
+            self._told_next_at = next_at
         self.heartbeat()
         # Park on the provider's horizon (when it next needs to act), not on this one wait:
         # providers may idle in short pieces.
@@ -194,12 +226,19 @@ class SourceActivities:
             owner=str(trigger.user_id),
             network_allowlist=tuple(owner.network_allowlist),
         )
+        admission = Admission.of(trigger)
+
+        async def admit_events(events: list[Event]) -> list[Event]:
+            return await admit(admission, events, sessions=self._sessions)
+
         sink = ActivitySink(
             self._client,
             trigger_id=inp.trigger_id,
             cursor=cursor,
             lifetime=inp.lifetime_seconds,
             park_after=inp.park_after_seconds,
+            config_version=inp.config_version,
+            admit=admit_events,
         )
         provider = provider_info.source()
         beat = asyncio.create_task(self._beat(sink))

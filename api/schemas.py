@@ -59,6 +59,15 @@ class TargetIn(BaseModel):
         description="The run graph (`nodes`, `edges`) when kind is 'graph'; see triggers.graph.",
     )
 
+    @field_validator("task_queue")
+    @classmethod
+    def _not_reserved(cls, value: str | None) -> str | None:
+        if value is not None and value.startswith("/_sys/"):
+            raise ValueError("task queue names starting with /_sys/ are reserved by Temporal")
+        if value is not None and not value.isprintable():
+            raise ValueError("must be printable text")
+        return value
+
     @model_validator(mode="after")
     def _needs_type(self) -> TargetIn:
         if self.kind == "workflow" and not (self.workflow_type and self.task_queue):
@@ -173,8 +182,25 @@ class TriggerRuntime(BaseModel):
     last_event_time: str | None = None
     last_error: str | None = None
     continued_as_new: int = 0
-    history_length: int = 0
+    history_length: int = Field(default=0, description="Events in the current run's history.")
+    history_size: int = Field(default=0, description="Bytes of the current run's history.")
     config_version: int | None = None
+    failed_starts: int = Field(
+        default=0, description="Accepted events whose run could not be started."
+    )
+    start_failures: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="The latest of those: event id and key, the reason, when.",
+    )
+    stale_dropped: int = Field(
+        default=0,
+        description="Events a source sent after a disable or config change: not accepted.",
+    )
+    last_recovery: dict[str, Any] | None = Field(
+        default=None,
+        description="When the trigger workflow last began after an accidental close "
+        "(terminated, failed, timed out): how it closed and what was resumed.",
+    )
 
 
 class ShareIn(BaseModel):

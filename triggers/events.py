@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 TRIGGER_WORKFLOW_PREFIX = "trigger:"
@@ -15,6 +15,13 @@ CLAIM_CHECK_BYTES = 2 * 1024
 # Event keys and ids longer than this become ``<prefix>~<sha256>`` (see ``bound_key``), so
 # ``run:<trigger-id>:<key>`` always fits Temporal's 1,000-character id limit.
 MAX_KEY_CHARS = 200
+# Other event attributes (type, source, subject) are cut to this many characters.
+MAX_ATTRIBUTE_CHARS = 200
+# Headers kept on an event: at most this many, each value cut to MAX_HEADER_VALUE_CHARS,
+# at most MAX_HEADERS_BYTES in all (the rest are dropped, in the order given).
+MAX_HEADERS = 32
+MAX_HEADER_VALUE_CHARS = 1024
+MAX_HEADERS_BYTES = 4 * 1024
 
 
 @dataclass
@@ -96,6 +103,36 @@ def bound_key(key: str, limit: int = MAX_KEY_CHARS) -> str:
     digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
     prefix = "".join(c for c in key[:64] if c.isprintable() and _encodable(c))
     return f"{prefix}~{digest}"
+
+
+def bound_event(event: Event) -> Event:
+    """The event with every attribute within its bound (keys and ids hashed when long,
+    other text cut, headers limited), where it enters: a delivery can never make a run id,
+    a memo or a history event exceed what Temporal accepts."""
+    headers: dict[str, str] = {}
+    total = 0
+    for name, value in event.headers.items():
+        name, value = _cut(name, MAX_ATTRIBUTE_CHARS), _cut(value, MAX_HEADER_VALUE_CHARS)
+        total += len(name) + len(value)
+        if len(headers) >= MAX_HEADERS or total > MAX_HEADERS_BYTES:
+            break
+        headers[name] = value
+    return replace(
+        event,
+        id=bound_key(event.id),
+        key=bound_key(event.key),
+        source=_cut(event.source, MAX_ATTRIBUTE_CHARS),
+        type=_cut(event.type, MAX_ATTRIBUTE_CHARS),
+        subject=None if event.subject is None else _cut(event.subject, MAX_ATTRIBUTE_CHARS),
+        datacontenttype=_cut(event.datacontenttype, MAX_ATTRIBUTE_CHARS),
+        time=_cut(event.time, 64),
+        headers=headers,
+    )
+
+
+def _cut(text: str, limit: int) -> str:
+    text = text[:limit]
+    return text if _encodable(text) else text.encode("utf-8", "replace").decode("utf-8")
 
 
 def _encodable(text: str) -> bool:

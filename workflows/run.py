@@ -3,6 +3,8 @@ event and, for a ``graph`` target, runs the trigger's graph over the event's ite
 
 from __future__ import annotations
 
+from dataclasses import replace
+from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
@@ -11,6 +13,7 @@ with workflow.unsafe.imports_passed_through():
     from triggers.conditions import TriggerInfo
     from triggers.events import Event
     from workflows.graph_run import GraphRun
+    from triggers.payload_contracts import LOAD_PAYLOAD, LoadPayloadInput, LoadPayloadResult
     from workflows.types import TRIGGER_PROVIDER, RunResult
 
 
@@ -26,6 +29,16 @@ class RunWorkflow:
         # uses the type hints only when the argument count matches them, so a one-argument
         # run gets its event as a plain dict: convert it here.
         event = _event(event)
+        if event.data_ref is not None:
+            # Claim check: large data waits in the database, not in the trigger's history.
+            loaded = await workflow.execute_activity(
+                LOAD_PAYLOAD,
+                LoadPayloadInput(ref=event.data_ref),
+                result_type=LoadPayloadResult,
+                start_to_close_timeout=timedelta(seconds=30),
+                summary="load event data",
+            )
+            event = replace(event, data=loaded.data)
         workflow.logger.info("run for event %s (%s)", event.id, event.type)
         info = workflow.info()
         trigger_id = info.workflow_id.split(":", 2)[1]

@@ -1,15 +1,19 @@
 """TriggerWorkflow ``trigger:<trigger-id>``: receives events, starts one run per event key.
 
 Events arrive by the ``events`` signal: from the API (webhooks) or from the trigger's own
-source loop, an activity this workflow runs for providers such as cron and polling.
+source loop, an activity this workflow runs for providers such as cron and polling. Each
+event comes with its verdict (condition and input mapping, decided where it entered) and
+with large data by reference, so a workflow task does bounded work and the history stays
+small; the workflow continues as new by history length, size and signal count, carrying
+what is still pending.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Coroutine
-from datetime import datetime, timedelta
+from dataclasses import replace
+from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
@@ -19,52 +23,57 @@ from temporalio.common import (
     TypedSearchAttributes,
     WorkflowIDReusePolicy,
 )
-from temporalio.exceptions import (
-    ActivityError,
-    ApplicationError,
-    CancelledError,
-    WorkflowAlreadyStartedError,
-)
-from temporalio.workflow import (
-    ActivityCancellationType,
-    ActivityHandle,
-    ChildWorkflowCancellationType,
-    ParentClosePolicy,
-)
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.workflow import ChildWorkflowCancellationType, ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     # Passed through: the CEL parser touches the file system when it is first imported.
-    from triggers.conditions import ConditionOutcome, RunDecision, TriggerInfo, decide_run
-    from triggers.events import Event, EventBatch, run_workflow_id
-    from triggers.sources import CONFIG_ERROR, SourceInput, SourceResult
+    from triggers.conditions import TriggerInfo, decide_run
+    from triggers.events import Event, EventBatch, Verdict, run_workflow_id
+    from triggers.payload_contracts import LOAD_PAYLOAD, LoadPayloadInput, LoadPayloadResult
+    from workflows import intake
+    from workflows.source_loop import SourceLoop
     from workflows.types import (
         RUN_WORKFLOW_TYPE,
         TRIGGER_ID,
         TRIGGER_OWNER,
         TRIGGER_PROVIDER,
-        RecentEvent,
         RecentEvents,
+        RecoverInput,
+        RecoverResult,
+        SpillInput,
+        SpillResult,
+        StartFailure,
         TriggerInput,
         TriggerSpec,
         TriggerState,
         TriggerStatus,
+        UnspillInput,
+        UnspillResult,
+        WaitRunInput,
     )
 
 # Child starts awaiting the server at once; bounds one workflow task's command count.
 MAX_IN_FLIGHT = 200
 RECENT_KEYS = 500
 CONDITION_ERRORS_KEPT = 20
-# The dry run's ``last`` reaches this far back; data larger than this is not kept (bytes).
+START_FAILURES_KEPT = 100
+RECOVERIES_KEPT = 10
+# The dry run's ``last`` reaches this far back.
 RECENT_EVENTS_KEPT = 20
-RECENT_EVENT_DATA_LIMIT = 16 * 1024
-# Far below the server's hard limit (50K events), far above its suggestion (4K).
-FORCE_CONTINUE_AT = 20_000
-SOURCE_LIFETIME = timedelta(minutes=5)
-# The SDK sends heartbeats at most every 0.8 x this; that bounds how fast a config change
-# (a cancel) reaches the loop and how fast a dead worker is noticed.
-SOURCE_HEARTBEAT_TIMEOUT = timedelta(seconds=10)
-# Seconds: the longest backoff between attempts of a failing source.
-SOURCE_BACKOFF_CAP = 300.0
+# Continue as new when the server suggests it (by default at 4 Ki events or 4 MiB) or,
+# whatever the server's settings, at these marks: far below its hard limits (50 Ki events,
+# 50 MiB, 10 Ki signals per run). See README "Bounds".
+CONTINUE_AT_LENGTH = 8_000
+CONTINUE_AT_BYTES = 8 * 1024 * 1024
+CONTINUE_AT_SIGNALS = 4_000
+# What continue-as-new carries inline; the rest of a backlog is spilled to the database.
+CARRY_MAX_EVENTS = 500
+CARRY_MAX_BYTES = 512 * 1024
+SPILL_CHUNK_EVENTS = 200
+# Version marker: runs of this workflow that began after it resume their predecessor.
+RECOVERY_PATCH = "recover-closed-run"
+_SHORT = timedelta(seconds=30)
 
 
 @workflow.defn(name="TriggerWorkflow")
@@ -79,92 +88,245 @@ class TriggerWorkflow:
         self._recent: dict[str, None] = dict.fromkeys(self._state.recent_keys)
         self._in_flight = 0
         self._runs_running = 0
+        self._signals = 0
         self._tasks: set[asyncio.Task[None]] = set()
-        self._source: ActivityHandle[SourceResult] | None = None
-        self._source_running = False
-        self._failed_version: int | None = None
+        # Events whose start is in flight: a closed run's snapshot still lists them.
+        self._starting: dict[str, Event] = {}
+        # Batches that arrived while this run was still recovering its predecessor's state.
+        self._early: list[EventBatch] | None = [] if inp.state is None else None
+        self._continuing = False
+        self._source = SourceLoop(self)
+
+    @property
+    def spec(self) -> TriggerSpec:
+        return self._spec
+
+    @property
+    def state(self) -> TriggerState:
+        return self._state
+
+    @property
+    def continuing(self) -> bool:
+        return self._continuing
 
     @workflow.run
     async def run(self, inp: TriggerInput) -> TriggerState:
-        if self._spec.source:
-            self._spawn(self._source_loop())
+        if self._early is not None:
+            await self._recover()
+        if self._state.guard_run_id:
+            self._runs_running += 1
+            self._spawn(self._await_guard(self._state.guard_run_id))
+        self._start_source()
         while True:
             await workflow.wait_condition(
                 lambda: (
                     (bool(self._state.pending) and self._in_flight < MAX_IN_FLIGHT)
-                    or self._ready_to_continue()
+                    or self._must_continue()
                     or self._finished()
+                    or (not self._state.pending and bool(self._state.spilled_refs))
                 )
             )
-            if self._ready_to_continue():
-                await workflow.wait_condition(workflow.all_handlers_finished)
-                self._state.continued_as_new += 1
-                self._state.recent_keys = list(self._recent)[-RECENT_KEYS:]
-                workflow.continue_as_new(TriggerInput(spec=self._spec, state=self._state))
+            if self._must_continue():
+                await self._continue_as_new()
+            if not self._state.pending and self._state.spilled_refs:
+                await self._unspill()
             # A sliding window of child starts: a slow start never holds back the others.
-            while self._state.pending and self._in_flight < MAX_IN_FLIGHT:
-                self._in_flight += 1
-                self._spawn(self._start_run(self._state.pending.pop(0)))
+            room = MAX_IN_FLIGHT - self._in_flight
+            if room > 0 and self._state.pending:
+                batch = self._state.pending[:room]
+                del self._state.pending[:room]
+                for event in batch:
+                    self._in_flight += 1
+                    self._starting[event.key] = event
+                    self._spawn(self._start_run(event))
             if self._finished():
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 if self._finished():
                     self._state.status = "disabled"
                     return self._state
 
-    def _ready_to_continue(self) -> bool:
-        """Continue-as-new once suggested and nothing is mid-flight (accepted events started,
-        the source loop between activities, no overlap-guarded run running), so the next
-        run's input stays small; past a hard mark, carry what is still pending instead."""
+    # -- continue-as-new ---------------------------------------------------------------
+
+    def _must_continue(self) -> bool:
         info = workflow.info()
-        if not info.is_continue_as_new_suggested() or self._in_flight or self._source_running:
-            return False
-        forced = info.get_current_history_length() > FORCE_CONTINUE_AT
-        return forced or (not self._state.pending and not self._runs_running)
+        return (
+            self._continuing
+            or info.is_continue_as_new_suggested()
+            or info.get_current_history_length() > CONTINUE_AT_LENGTH
+            or info.get_current_history_size() > CONTINUE_AT_BYTES
+            or self._signals > CONTINUE_AT_SIGNALS
+        )
+
+    async def _continue_as_new(self) -> None:
+        """Stop starting, let the starts in flight and the source activity finish, then
+        continue as new carrying what is pending (large data is only referenced), with a
+        large backlog spilled to the database. Never waits for the backlog itself."""
+        self._continuing = True
+        self._source.stop()  # the next run restarts it from the cursor
+        await workflow.wait_condition(
+            lambda: self._in_flight == 0 and not self._source.running
+        )
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        carry, rest = intake.split_carry(
+            self._state.pending, max_events=CARRY_MAX_EVENTS, max_bytes=CARRY_MAX_BYTES
+        )
+        if rest:
+            refs = await self._spill(rest)
+            self._state.spilled_refs = refs + self._state.spilled_refs
+            self._state.spilled += len(rest)
+        self._state.pending = carry
+        self._state.continued_as_new += 1
+        self._state.recent_keys = list(self._recent)[-RECENT_KEYS:]
+        workflow.continue_as_new(TriggerInput(spec=self._spec, state=self._state))
+
+    async def _spill(self, events: list[Event]) -> list[str]:
+        refs: list[str] = []
+        for i in range(0, len(events), SPILL_CHUNK_EVENTS):
+            chunk = events[i : i + SPILL_CHUNK_EVENTS]
+            result = await workflow.execute_activity(
+                "spill_events",
+                SpillInput(trigger_id=self._spec.trigger_id, events=chunk),
+                result_type=SpillResult,
+                start_to_close_timeout=_SHORT,
+                summary=f"spill {len(chunk)} pending events",
+            )
+            refs.append(result.ref)
+        return refs
+
+    async def _unspill(self) -> None:
+        ref = self._state.spilled_refs[0]
+        result = await workflow.execute_activity(
+            "unspill_events",
+            UnspillInput(ref=ref),
+            result_type=UnspillResult,
+            start_to_close_timeout=_SHORT,
+            summary="load spilled pending events",
+        )
+        self._state.spilled_refs.pop(0)
+        self._state.spilled -= len(result.events)
+        self._state.pending[:0] = result.events
 
     def _finished(self) -> bool:
         """Disabled, and everything it accepted has been started."""
         return (
             not self._spec.enabled
             and not self._state.pending
+            and not self._state.spilled_refs
             and self._in_flight == 0
-            and not self._source_running
+            and not self._source.running
+            and self._early is None
         )
+
+    def _start_source(self) -> None:
+        if self._spec.source and self._spec.enabled and not self._source.alive:
+            self._source.alive = True
+            self._spawn(self._source.run())
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    # -- recovery ----------------------------------------------------------------------
+
+    async def _recover(self) -> None:
+        """A run that began without state (the first start, an enable after the workflow
+        completed, or a start after it was terminated or failed) resumes from its
+        predecessor: its result, or its state replayed, or its history."""
+        if workflow.patched(RECOVERY_PATCH):
+            found = await workflow.execute_activity(
+                "recover_trigger",
+                RecoverInput(trigger_id=self._spec.trigger_id, run_id=workflow.info().run_id),
+                result_type=RecoverResult,
+                start_to_close_timeout=timedelta(minutes=2),
+                retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=10)),
+                summary="resume from the previous run",
+            )
+            if found.state is not None:
+                self._adopt(found.state)
+            if found.recovery is not None:
+                self._state.recoveries.append(found.recovery)
+                del self._state.recoveries[:-RECOVERIES_KEPT]
+        early, self._early = self._early or [], None
+        for batch in early:
+            self.on_events(batch)
+
+    def _adopt(self, state: TriggerState) -> None:
+        state.status, state.last_error, state.next_retry_at = "active", None, None
+        state.consecutive_errors = 0
+        # The source decides again whether it is finished (its config may have changed).
+        state.source_finished = False
+        self._state = state
+        self._recent = dict.fromkeys(state.recent_keys)
+
+    async def _await_guard(self, run_id: str) -> None:
+        try:
+            await workflow.execute_activity(
+                "wait_run",
+                WaitRunInput(run_id=run_id),
+                start_to_close_timeout=timedelta(days=3650),
+                heartbeat_timeout=timedelta(seconds=30),
+                summary="overlap guard: wait for the previous run",
+            )
+        finally:
+            self._runs_running -= 1
+            self._state.guard_run_id = None
+
+    # -- signals and queries -----------------------------------------------------------
+
     @workflow.signal(name="events")
     def on_events(self, batch: EventBatch) -> None:
+        self._signals += 1
+        if self._early is not None:
+            self._early.append(batch)
+            return
+        if batch.config_version is not None and (
+            not self._spec.enabled or batch.config_version != self._spec.config_version
+        ):
+            # A source of an older config, or of a disabled trigger: nothing is accepted
+            # and its cursor stays where it was, so the next source resumes before these.
+            self._state.stale_dropped += len(batch.events)
+            return
         if batch.events:
             self._state.events_received += len(batch.events)
             self._state.last_event_time = workflow.now().isoformat()
         if batch.cursor is not None:
             self._state.cursor = batch.cursor
+        if batch.next_at is not None:
+            self._state.next_at = batch.next_at
         for event in batch.events:
             if event.key in self._recent:
                 self._state.duplicates += 1
                 continue
             self._remember(event.key)
             self._keep_recent(event)
-            self._state.pending.append(event)
+            verdict = event.verdict or self._decide(event)
+            if verdict.counted:
+                self._count(verdict, event)
+            if verdict.result == "passed":
+                event.verdict = verdict
+                self._state.pending.append(event)
 
     @workflow.signal(name="configure")
     def on_configure(self, spec: TriggerSpec) -> None:
+        self._signals += 1
         if spec.config_version < self._spec.config_version:
             return  # an older update delivered late
         if spec.name != self._spec.name:
             workflow.upsert_memo({"trigger_name": spec.name})
         changed = spec.config_version != self._spec.config_version
         self._spec = spec
-        if changed and self._source is not None:
+        if changed:
             # The source restarts with the new config (or stops, when disabled).
-            self._source.cancel()
+            self._source.restart()
+        if self._early is None:
+            # Enabled again before this run finished: its loop had ended with the disable.
+            self._start_source()
 
     @workflow.query(name="status")
     def status(self) -> TriggerStatus:
         s = self._state
+        info = workflow.info()
         return TriggerStatus(
             trigger_id=self._spec.trigger_id,
             name=self._spec.name,
@@ -180,13 +342,32 @@ class TriggerWorkflow:
             consecutive_errors=s.consecutive_errors,
             next_retry_at=s.next_retry_at,
             cursor=s.cursor,
-            next_at=s.next_at,
+            next_at=None if s.status == "finished" else s.next_at,
             runs_in_flight=self._runs_running,
-            pending=len(s.pending),
+            pending=len(s.pending) + len(self._starting) + s.spilled,
             last_event_time=s.last_event_time,
             last_error=s.last_error,
             continued_as_new=s.continued_as_new,
-            history_length=workflow.info().get_current_history_length(),
+            history_length=info.get_current_history_length(),
+            history_size=info.get_current_history_size(),
+            failed_starts=s.failed_starts,
+            start_failures=list(s.start_failures),
+            stale_dropped=s.stale_dropped,
+            last_recovery=s.recoveries[-1] if s.recoveries else None,
+        )
+
+    @workflow.query(name="snapshot")
+    def snapshot(self) -> TriggerState:
+        """The whole state, with the starts in flight back in ``pending``: what a run that
+        follows a terminated or failed one resumes from (it may start them again; the run
+        IDs keep that from starting anything twice)."""
+        s = self._state
+        return TriggerState(
+            **{
+                **s.__dict__,
+                "pending": list(self._starting.values()) + list(s.pending),
+                "recent_keys": list(self._recent)[-RECENT_KEYS:],
+            }
         )
 
     @workflow.query(name="recent_events")
@@ -194,26 +375,8 @@ class TriggerWorkflow:
         return RecentEvents(events=list(self._state.recent_events))
 
     def _keep_recent(self, event: Event) -> None:
-        try:
-            size = len(json.dumps(event.data, separators=(",", ":")).encode())
-        except (TypeError, ValueError):
-            size = RECENT_EVENT_DATA_LIMIT + 1
-        cut = size > RECENT_EVENT_DATA_LIMIT
         kept = self._state.recent_events
-        kept.append(
-            RecentEvent(
-                id=event.id,
-                key=event.key,
-                type=event.type,
-                time=event.time,
-                source=event.source,
-                subject=event.subject,
-                data=None if cut else event.data,
-                headers=dict(event.headers),
-                data_truncated=cut,
-                data_size=size,
-            )
-        )
+        kept.append(intake.recent_event(event))
         del kept[:-RECENT_EVENTS_KEPT]
 
     def _remember(self, key: str) -> None:
@@ -222,187 +385,124 @@ class TriggerWorkflow:
             # Keep the newest keys (dicts keep insertion order); the run ID is the real dedup.
             self._recent = dict.fromkeys(list(self._recent)[-RECENT_KEYS:])
 
-    # -- the source loop ---------------------------------------------------------------
-
-    async def _source_loop(self) -> None:
-        while self._spec.enabled and not self._state.source_finished:
-            if workflow.info().is_continue_as_new_suggested():
-                return  # the main loop continues as new; the next run resumes here
-            version = self._spec.config_version
-            if self._failed_version == version:
-                await self._config_change(version)
-                continue
-            if self._state.resume_at and not await self._park(version):
-                continue
-            await self._run_source_once(version)
-
-    async def _config_change(self, version: int, timeout: timedelta | None = None) -> None:
-        await workflow.wait_condition(
-            lambda: not self._spec.enabled or self._spec.config_version != version,
-            timeout=timeout,
-        )
-
-    async def _park(self, version: int) -> bool:
-        """Sleep on a durable timer until the source is due again; False if woken early
-        by a config change or a disable."""
-        assert self._state.resume_at is not None
-        delay = datetime.fromisoformat(self._state.resume_at) - workflow.now()
-        if delay.total_seconds() > 0:
-            try:
-                await self._config_change(version, timeout=delay)
-                self._state.resume_at = None
-                return False
-            except TimeoutError:
-                pass
-        self._state.resume_at = None
-        return True
-
-    async def _run_source_once(self, version: int) -> None:
-        if self._state.status == "failed":
-            # That failure belonged to an older config.
-            self._state.status, self._state.last_error = "active", None
-        self._source_running = True
-        self._source = workflow.start_activity(
-            "run_source",
-            SourceInput(
-                trigger_id=self._spec.trigger_id,
-                config_version=version,
-                # Every emit and checkpoint signals its cursor, so this is the newest one.
-                cursor=self._state.cursor,
-                lifetime_seconds=SOURCE_LIFETIME.total_seconds(),
-            ),
-            result_type=SourceResult,
-            start_to_close_timeout=SOURCE_LIFETIME + timedelta(minutes=2),
-            # Always set a heartbeat timeout on a long-running activity: it is how a dead
-            # worker is noticed and how cancellation reaches the activity.
-            heartbeat_timeout=SOURCE_HEARTBEAT_TIMEOUT,
-            # This workflow retries, not the server: a new attempt then starts from the
-            # workflow's cursor, and errors and backoff are visible in its state.
-            retry_policy=RetryPolicy(maximum_attempts=1),
-            cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-            summary="source loop",
-        )
-        try:
-            result = await self._source
-        except ActivityError as err:
-            cause = err.cause
-            if isinstance(cause, CancelledError):
-                return
-            if isinstance(cause, ApplicationError) and cause.type == CONFIG_ERROR:
-                self._state.status = "failed"
-                self._state.last_error = cause.message
-                self._failed_version = version
-                return
-            await self._retry_later(version, cause or err)
-            return
-        finally:
-            self._source = None
-            self._source_running = False
-        if result.cursor is not None:
-            self._state.cursor = result.cursor
-        self._state.next_at = result.next_at
-        self._state.resume_at = result.resume_at
-        self._state.status = "finished" if result.finished else "active"
-        self._state.last_error = None
-        self._state.consecutive_errors = 0
-        self._state.source_finished = result.finished
-
-    async def _retry_later(self, version: int, error: BaseException) -> None:
-        """Transient failure (or a dead worker): capped exponential backoff with jitter, or
-        the source's own Retry-After; a config change or a disable cuts the wait short."""
-        self._state.consecutive_errors += 1
-        self._state.status = "degraded"
-        self._state.last_error = (
-            error.message if isinstance(error, ApplicationError | ActivityError) else str(error)
-        ) or type(error).__name__
-        hinted = error.next_retry_delay if isinstance(error, ApplicationError) else None
-        if hinted is None:
-            ceiling = min(SOURCE_BACKOFF_CAP, 2.0 ** (self._state.consecutive_errors - 1))
-            hinted = timedelta(seconds=ceiling * (0.5 + 0.5 * workflow.random().random()))
-        self._state.next_retry_at = (workflow.now() + hinted).isoformat()
-        try:
-            await self._config_change(version, timeout=hinted)
-        except TimeoutError:
-            pass
-        self._state.next_retry_at = None
-
     # -- runs ----------------------------------------------------------------------------
 
-    def _decide(self, event: Event) -> RunDecision:
-        """The trigger's condition and its target's input mapping, evaluated here
-        (deterministic, no I/O) by the same pure function as the dry run; an error drops
-        the event and is recorded with its id, never blocking later events."""
+    def _decide(self, event: Event) -> Verdict:
+        """An event that came without a verdict (signalled by an older API or worker):
+        decided here, by the same pure function as the intake and the dry run."""
         spec = self._spec
         mapping = spec.target.input if spec.target.kind == "workflow" else None
         if not spec.condition and not mapping:
-            return RunDecision(ConditionOutcome("passed", None, event.id))
+            return Verdict("passed", counted=False, config_version=spec.config_version)
         info = TriggerInfo(id=spec.trigger_id, name=spec.name, provider=spec.provider)
         decision = decide_run(spec.condition, mapping, event, info)
-        outcome_result, error = decision.outcome.result, decision.outcome.error
-        if not spec.condition and outcome_result != "error":
-            return decision  # no condition: only mapping errors are counted
+        counted = bool(spec.condition) or decision.outcome.result == "error"
+        return intake.verdict_of(decision, counted=counted, config_version=spec.config_version)
+
+    def _count(self, verdict: Verdict, event: Event) -> None:
         filtered = self._state.filtered
-        filtered[outcome_result] = filtered.get(outcome_result, 0) + 1
+        filtered[verdict.result] = filtered.get(verdict.result, 0) + 1
         workflow.metric_meter().create_counter(
             "triggers_events_filtered_total", "Condition outcomes"
-        ).add(1, {"provider": spec.provider, "result": outcome_result})
-        if outcome_result == "error":
+        ).add(1, {"provider": self._spec.provider, "result": verdict.result})
+        if verdict.result == "error":
             errors = self._state.condition_errors
-            errors.append({"event_id": event.id, "error": error or "error"})
+            errors.append({"event_id": event.id, "error": verdict.error or "error"})
             del errors[:-CONDITION_ERRORS_KEPT]
-        return decision
 
     async def _start_run(self, event: Event) -> None:
         guarded = self._spec.overlap == "skip"
         try:
-            decision = self._decide(event)
-            if not decision.would_start:
-                return
+            if event.verdict is None:
+                # Carried from a run of older code, which decided only at the start.
+                event.verdict = self._decide(event)
+                if event.verdict.counted:
+                    self._count(event.verdict, event)
+                if event.verdict.result != "passed":
+                    return
             if guarded and self._runs_running:
                 self._state.skipped += 1
                 return
             if guarded:
                 self._runs_running += 1  # reserved before the start, so concurrent starts see it
             try:
-                handle = await self._start_child(event, decision)
+                handle = await self._start_child(event)
             except WorkflowAlreadyStartedError:
                 self._state.duplicates += 1
                 if guarded:
                     self._runs_running -= 1
                 return
+            except Exception as err:
+                # Anything else (a refused start, missing data): recorded, the trigger goes on.
+                self._fail_start(event, err)
+                if guarded:
+                    self._runs_running -= 1
+                return
         finally:
             self._in_flight -= 1
+            self._starting.pop(event.key, None)
         self._state.runs_started += 1
         workflow.metric_meter().create_counter(
             "triggers_runs_started_total", "Runs started by triggers"
         ).add(1, {"provider": self._spec.provider})
         if guarded:
+            self._state.guard_run_id = handle.id
             try:
                 await handle
             except Exception:
                 pass  # a failed run is the run's business; the guard only needs it over
             finally:
                 self._runs_running -= 1
+                self._state.guard_run_id = None
 
-    async def _start_child(
-        self, event: Event, decision: RunDecision
-    ) -> workflow.ChildWorkflowHandle[Any, Any]:
+    def _fail_start(self, event: Event, err: BaseException) -> None:
+        message = str(getattr(err, "message", "") or err) or type(err).__name__
+        self._state.failed_starts += 1
+        failures = self._state.start_failures
+        failures.append(
+            StartFailure(
+                event_id=event.id,
+                event_key=event.key,
+                error=message[:500],
+                at=workflow.now().isoformat(),
+                data_ref=event.data_ref,
+            )
+        )
+        del failures[:-START_FAILURES_KEPT]
+        workflow.logger.warning("run for event %s not started: %s", event.id, message[:200])
+
+    async def _start_child(self, event: Event) -> workflow.ChildWorkflowHandle[Any, Any]:
         spec = self._spec
+        verdict = event.verdict or Verdict("passed", counted=False)
+        run_id = run_workflow_id(spec.trigger_id, event.key)
         if spec.target.kind == "workflow" and spec.target.workflow_type:
             workflow_type = spec.target.workflow_type
             task_queue = spec.target.task_queue or workflow.info().task_queue
+            # A user's own workflow gets its input whole: large data is loaded here, so it
+            # is in this history too (the README states the cost).
+            first: Any = await self._user_input(event, verdict)
         else:
             workflow_type = RUN_WORKFLOW_TYPE
             task_queue = workflow.info().task_queue
+            # Built-in runs resolve the claim check themselves.
+            first = intake.run_event(event)
+        refusal = intake.start_refusal(
+            run_id=run_id,
+            workflow_type=workflow_type,
+            task_queue=task_queue,
+            size=intake.json_size(first) if spec.target.kind == "workflow" else 0,
+        )
+        if refusal is not None:
+            raise ValueError(refusal)
         # A graph run gets its graph as a second argument: the event stays the run's first,
         # visible input, and runs of kind "run" keep their one-argument input.
-        args: list[Any] = [decision.input if decision.mapped else event]
+        args: list[Any] = [first]
         if spec.target.kind == "graph" and spec.target.graph is not None:
             args.append(spec.target.graph)
         return await workflow.start_child_workflow(
             workflow_type,
             args=args,
-            id=run_workflow_id(spec.trigger_id, event.key),
+            id=run_id,
             task_queue=task_queue,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             # ABANDON: the default TERMINATE would also fire on continue-as-new.
@@ -418,3 +518,23 @@ class TriggerWorkflow:
             ),
             static_summary=f"{event.type} {event.key}"[:200],
         )
+
+    async def _user_input(self, event: Event, verdict: Verdict) -> Any:
+        if verdict.mapped:
+            if verdict.input_ref is None:
+                return verdict.input
+            return await self._load(verdict.input_ref)
+        if event.data_ref is None:
+            return intake.run_event(event)
+        data = await self._load(event.data_ref)
+        return intake.run_event(replace(event, data=data, data_ref=None))
+
+    async def _load(self, ref: str) -> Any:
+        result = await workflow.execute_activity(
+            LOAD_PAYLOAD,
+            LoadPayloadInput(ref=ref),
+            result_type=LoadPayloadResult,
+            start_to_close_timeout=_SHORT,
+            summary="load event data",
+        )
+        return result.data

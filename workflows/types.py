@@ -69,6 +69,8 @@ class RecentEvent:
     headers: dict[str, str] = field(default_factory=dict)
     data_truncated: bool = False
     data_size: int = 0
+    # The claim check of data kept in the database (the dry run loads it from there).
+    data_ref: str | None = None
 
 
 @dataclass
@@ -76,6 +78,76 @@ class RecentEvents:
     """Query result: the latest accepted events, oldest first."""
 
     events: list[RecentEvent]
+
+
+@dataclass
+class StartFailure:
+    """An accepted event whose run could not be started (for a reason other than "already
+    started"): kept so it is visible and can be started again once the cause is fixed."""
+
+    event_id: str
+    event_key: str
+    error: str
+    at: str
+    data_ref: str | None = None
+
+
+@dataclass
+class Recovery:
+    """A trigger workflow that began without the state its predecessor had: what it
+    resumed from. ``previous_status`` is how the previous run closed (completed after a
+    disable, or terminated / failed / timed out by accident)."""
+
+    at: str
+    previous_run_id: str | None
+    previous_status: str
+    # "result" (a completed run's state), "query" (the closed run's state, replayed),
+    # "history" (its last input plus the events signalled to it) or "none" (fresh).
+    source: str
+    pending_recovered: int = 0
+    error: str | None = None
+
+
+@dataclass
+class RecoverInput:
+    trigger_id: str
+    # This run: the one to recover into, never recovered from.
+    run_id: str
+
+
+@dataclass
+class RecoverResult:
+    state: TriggerState | None
+    recovery: Recovery | None
+
+
+@dataclass
+class WaitRunInput:
+    """Wait until a run started by an earlier run of the trigger workflow closes."""
+
+    run_id: str
+    poll_seconds: float = 2.0
+
+
+@dataclass
+class SpillInput:
+    trigger_id: str
+    events: list[Event]
+
+
+@dataclass
+class SpillResult:
+    ref: str
+
+
+@dataclass
+class UnspillInput:
+    ref: str
+
+
+@dataclass
+class UnspillResult:
+    events: list[Event]
 
 
 @dataclass
@@ -105,6 +177,20 @@ class TriggerState:
     recent_keys: list[str] = field(default_factory=list)
     # The latest accepted events (bounded, data cut when large), for the dry run.
     recent_events: list[RecentEvent] = field(default_factory=list)
+    # Runs that could not be started (bounded list, the total in ``failed_starts``).
+    failed_starts: int = 0
+    start_failures: list[StartFailure] = field(default_factory=list)
+    # Events a source sent after a disable or a config change: not accepted, and its
+    # cursor did not move past them.
+    stale_dropped: int = 0
+    # What earlier runs of this workflow resumed from after a close (bounded).
+    recoveries: list[Recovery] = field(default_factory=list)
+    # The overlap guard's run, when it was still running at continue-as-new.
+    guard_run_id: str | None = None
+    # A backlog too large to carry in continue-as-new's input, stored in the database in
+    # chunks (oldest first), and how many events they hold.
+    spilled_refs: list[str] = field(default_factory=list)
+    spilled: int = 0
 
 
 @dataclass
@@ -138,6 +224,11 @@ class TriggerStatus:
     last_error: str | None
     continued_as_new: int
     history_length: int
+    history_size: int = 0
+    failed_starts: int = 0
+    start_failures: list[StartFailure] = field(default_factory=list)
+    stale_dropped: int = 0
+    last_recovery: Recovery | None = None
 
 
 @dataclass

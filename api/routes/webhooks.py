@@ -15,7 +15,8 @@ from api.deps import StateDep
 from api.ratelimit import retry_after_header
 from api.schemas import WebhookAccepted
 from triggers import store
-from triggers.events import run_workflow_id
+from triggers.admission import Admission, admit
+from triggers.events import Event, bound_event, run_workflow_id
 from triggers.providers import webhook
 from triggers.signatures import SignatureError
 
@@ -39,6 +40,12 @@ async def _read_body(request: Request, limit: int) -> bytes:
             raise _TooLarge
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def _signal_size(event: Event) -> int:
+    """About what the event adds to its signal (large data is a reference by now)."""
+    data = 0 if event.data_ref else len(repr(event.data))
+    return 512 + data + sum(len(k) + len(v) for k, v in event.headers.items())
 
 
 def _error(code: int, message: str, retry_after: str | None = None) -> JSONResponse:
@@ -112,7 +119,7 @@ async def receive_webhook(
         data, content_type = webhook.parse_body(config, headers.get("content-type", ""), body)
     except webhook.WebhookRejected as exc:
         return _error(exc.status, exc.message)
-    event = webhook.build_event(
+    built = webhook.build_event(
         config,
         trigger_id=trigger_id,
         headers=headers,
@@ -122,16 +129,21 @@ async def receive_webhook(
         verified=verified,
         received_at=datetime.now(UTC),
     )
+    event = bound_event(built)
     run_id = run_workflow_id(trigger_id, event.key)
     recent_key = f"{trigger_id}:{event.key}"
-    with control.unavailable_as_503(
-        "event not accepted: Temporal is unreachable, retry later",
-        retry_after=settings.retry_after_seconds,
-    ):
-        duplicate = recent_key in state.recent or await control.run_exists(state.client, run_id)
-        if not duplicate:
-            await state.batcher.submit(trigger, event, size=len(body))
-    state.recent.add(recent_key)
+    # Known duplicates only: this process accepted the same key before. Anything else is
+    # sent on; the trigger workflow counts a repeat it recognises in ``duplicates``.
+    duplicate = recent_key in state.recent
+    if not duplicate:
+        # Decided (the condition, within its budget) and large data stored aside.
+        (event,) = await admit(Admission.of(trigger), [event], sessions=state.sessions)
+        with control.unavailable_as_503(
+            "event not accepted: Temporal is unreachable, retry later",
+            retry_after=settings.retry_after_seconds,
+        ):
+            await state.batcher.submit(trigger, event, size=_signal_size(event))
+        state.recent.add(recent_key)
     accepted = WebhookAccepted(
         event_id=event.id, event_key=event.key, run_id=run_id, duplicate=duplicate
     )
