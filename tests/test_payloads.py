@@ -1,4 +1,5 @@
-"""The claim-check store (large event data in ``event_payloads``) on SQLite and PostgreSQL."""
+"""The claim-check store (large event data in ``event_payloads``) on SQLite and PostgreSQL, and
+its ``load_payload`` activity on a real worker."""
 
 from __future__ import annotations
 
@@ -12,15 +13,23 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
+from temporalio.client import Client, WorkflowFailureError
+from temporalio.exceptions import ActivityError, ApplicationError, RetryState
+from temporalio.worker import Worker
 
 from tests.conftest import eventually
+from tests.payload_workflows import LoadsPayload, LoadsPayloadInput
 from triggers import payloads, store
 from triggers.db import make_engine, session_factory
 from triggers.events import CLAIM_CHECK_BYTES, Event, Verdict
 from triggers.models import EventPayload, Trigger, utcnow
+from triggers.payload_contracts import PAYLOAD_MISSING, PAYLOAD_TOO_LARGE
+from triggers.settings import Settings
+from workers.main import build_worker
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -320,3 +329,84 @@ def test_payload_ref_is_stable_and_bounded() -> None:
     assert payloads.payload_ref(tid, "ab", b"c") != payloads.payload_ref(tid, "a", b"bc")
     with pytest.raises(ValueError):
         payloads.payload_ref("not-a-uuid", "k", b"")
+
+
+# --- the activity, on a real worker --------------------------------------------------------
+
+
+@pytest.fixture
+async def triggers_worker(
+    db: Db, client: Client, secret_keys: str
+) -> AsyncIterator[tuple[str, str]]:
+    """``build_worker`` on the test's database, and a worker for the calling workflow on a
+    queue of its own (as a user's workflow would be): their two queues."""
+    queue = f"payloads-{uuid.uuid4().hex[:8]}"
+    caller = f"caller-{uuid.uuid4().hex[:8]}"
+    settings = Settings(task_queue=queue, database_url=db.url, secret_keys=SecretStr(secret_keys))
+    async with (
+        build_worker(client, settings),
+        Worker(client, task_queue=caller, workflows=[LoadsPayload]),
+    ):
+        yield queue, caller
+
+
+async def run_loader(client: Client, queues: tuple[str, str], ref: str) -> Any:
+    queue, caller = queues
+    return await client.execute_workflow(
+        LoadsPayload.run,
+        LoadsPayloadInput(ref=ref, triggers_queue=queue),
+        id=f"loads-{uuid.uuid4().hex}",
+        task_queue=caller,
+        execution_timeout=timedelta(seconds=60),
+    )
+
+
+def application_error(err: WorkflowFailureError) -> tuple[ActivityError, ApplicationError]:
+    activity_error = err.cause
+    assert isinstance(activity_error, ActivityError)
+    cause = activity_error.cause
+    assert isinstance(cause, ApplicationError)
+    return activity_error, cause
+
+
+async def test_the_activity_loads_a_payload(
+    db: Db, client: Client, triggers_worker: tuple[str, str]
+) -> None:
+    value = LARGE_VALUES["nested-unicode"]
+    [out] = await db.offload([event("act", value)])
+    assert out.data_ref is not None
+    assert await run_loader(client, triggers_worker, out.data_ref) == value
+
+
+async def test_the_activity_fails_a_missing_payload_for_good(
+    db: Db, client: Client, triggers_worker: tuple[str, str]
+) -> None:
+    secret_data = {"card": "4111-1111-1111-1111 " * 200}
+    [out] = await db.offload([event("gone", secret_data)])
+    assert out.data_ref is not None
+    await db.age(out.data_ref, days=30)
+    async with db.sessions() as session:
+        assert await payloads.sweep(session, older_than=utcnow() - timedelta(days=7)) == 1
+
+    with pytest.raises(WorkflowFailureError) as info:
+        await run_loader(client, triggers_worker, out.data_ref)
+    activity_error, cause = application_error(info.value)
+    assert cause.type == PAYLOAD_MISSING and cause.non_retryable
+    assert activity_error.retry_state == RetryState.NON_RETRYABLE_FAILURE
+    assert out.data_ref in cause.message and "4111" not in cause.message
+
+
+async def test_the_activity_refuses_a_result_over_temporal_limits(
+    db: Db, client: Client, triggers_worker: tuple[str, str]
+) -> None:
+    """2.5 MiB can be stored, but no activity result may carry it: one non-retryable
+    failure naming the ref and the size, not an SDK error on every retry."""
+    value = {"blob": "4111" * (640 * KiB)}
+    [out] = await db.offload([event("huge", value)])
+    assert out.data_ref is not None
+    with pytest.raises(WorkflowFailureError) as info:
+        await run_loader(client, triggers_worker, out.data_ref)
+    activity_error, cause = application_error(info.value)
+    assert cause.type == PAYLOAD_TOO_LARGE and cause.non_retryable
+    assert activity_error.retry_state == RetryState.NON_RETRYABLE_FAILURE
+    assert out.data_ref in cause.message and "4111" not in cause.message

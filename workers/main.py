@@ -6,6 +6,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.http_request import HttpActivities
+from activities.payloads import PayloadActivities
 from activities.source import SourceActivities
 from triggers.crypto import SecretBox
 from triggers.db import make_engine, session_factory
@@ -25,11 +26,12 @@ def build_worker(client: Client, settings: Settings, *, task_queue: str | None =
     sessions = session_factory(make_engine(settings.resolved_database_url))
     sources = SourceActivities(client, sessions, SecretBox.from_setting(keys) if keys else None)
     http = HttpActivities(sessions)
+    payloads = PayloadActivities(sessions)
     return Worker(
         client,
         task_queue=task_queue or settings.task_queue,
         workflows=[TriggerWorkflow, RunWorkflow],
-        activities=[sources.run_source, http.http_request],
+        activities=[sources.run_source, http.http_request, payloads.load_payload],
         max_concurrent_activities=settings.worker_max_concurrent_activities,
         max_concurrent_workflow_tasks=settings.worker_max_concurrent_workflow_tasks,
         max_concurrent_workflow_task_polls=settings.worker_workflow_task_pollers,
