@@ -1,14 +1,16 @@
-"""The claim-check store (large event data in ``event_payloads``) on SQLite and PostgreSQL, and
-its ``load_payload`` activity on a real worker."""
+"""The claim-check store (large event data in ``event_payloads``) on SQLite and PostgreSQL,
+its ``load_payload`` activity on a real worker, and the workers' periodic sweep."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -30,6 +32,7 @@ from triggers.models import EventPayload, Trigger, utcnow
 from triggers.payload_contracts import PAYLOAD_MISSING, PAYLOAD_TOO_LARGE
 from triggers.settings import Settings
 from workers.main import build_worker
+from workers.sweeper import payload_sweeper
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -410,3 +413,54 @@ async def test_the_activity_refuses_a_result_over_temporal_limits(
     assert cause.type == PAYLOAD_TOO_LARGE and cause.non_retryable
     assert activity_error.retry_state == RetryState.NON_RETRYABLE_FAILURE
     assert out.data_ref in cause.message and "4111" not in cause.message
+
+
+# --- the workers' sweep ---------------------------------------------------------------------
+
+
+async def test_the_worker_sweep_deletes_expired_payloads_until_stopped(db: Db) -> None:
+    old, fresh = await db.offload(
+        [event("old", {"pad": "o" * 3000}), event("fresh", {"pad": "f" * 3000})]
+    )
+    assert old.data_ref and fresh.data_ref
+    await db.age(old.data_ref, days=3.5)
+    settings = Settings(database_url=db.url, payload_retention_days=3)
+    async with payload_sweeper(settings, interval=0.05) as task:
+
+        async def swept() -> bool:
+            return await db.rows() == 1
+
+        await eventually(swept)
+        # It keeps sweeping: a row that expires later goes too.
+        await db.age(fresh.data_ref, days=4)
+
+        async def all_swept() -> bool:
+            return await db.rows() == 0
+
+        await eventually(all_swept)
+        assert not task.done()
+    assert task.cancelled()
+
+
+async def test_a_failing_sweep_does_not_stop_the_worker(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A database without the schema: every sweep fails.
+    settings = Settings(database_url=f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}")
+    with caplog.at_level(logging.ERROR, logger="triggers.sweeper"):
+        async with payload_sweeper(settings, interval=0.05) as task:
+
+            async def failed_twice() -> bool:
+                return (
+                    sum("sweeping event payloads failed" in r.message for r in caplog.records) >= 2
+                )
+
+            await eventually(failed_twice)
+            assert not task.done()
+    assert task.cancelled()
+
+
+def test_retention_setting() -> None:
+    assert Settings().payload_retention_days == 7
+    with pytest.raises(ValueError):
+        Settings(payload_retention_days=0)
