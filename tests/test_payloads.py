@@ -205,6 +205,12 @@ async def test_concurrent_offloads_of_the_same_event(db: Db) -> None:
     results = await asyncio.gather(*(db.offload([event("race", value)]) for _ in range(8)))
     assert len({r[0].data_ref for r in results}) == 1
     assert await db.rows() == 1
+    # Overlapping batches in opposite orders (a redelivered batch, reordered).
+    batch = [event(f"b{i}", {"body": f"{i} " * 1500}) for i in range(6)]
+    orders = [batch, batch[::-1]] * 4
+    results = await asyncio.gather(*(db.offload(order) for order in orders))
+    assert len({e.data_ref for r in results for e in r}) == 6
+    assert await db.rows() == 7
 
 
 async def test_an_offload_waits_for_a_concurrent_insert_of_the_same_ref(db: Db) -> None:

@@ -120,7 +120,8 @@ async def _insert_absent(
 ) -> None:
     # ON CONFLICT DO NOTHING (PostgreSQL 9.5+, SQLite 3.24+): a concurrent insert of the
     # same ref waits for the other transaction and then does nothing. Same ref, same
-    # content, so the row that won is the row we wanted.
+    # content, so the row that won is the row we wanted. Rows go in ref order, so two
+    # transactions storing overlapping sets wait on each other in one order (no deadlock).
     dialect = (await session.connection()).dialect.name
     if dialect == "postgresql":
         stmt: Any = postgresql.insert(EventPayload).on_conflict_do_nothing(index_elements=["ref"])
@@ -139,7 +140,7 @@ async def _insert_absent(
                 "size": len(blob),
                 "data": blob.decode(),
             }
-            for ref, blob in rows.items()
+            for ref, blob in sorted(rows.items())
         ],
     )
 
