@@ -95,3 +95,23 @@ class TriggerShare(SQLModel, table=True):
     created_at: datetime = Field(
         default_factory=utcnow, sa_type=sa.DateTime(timezone=True), nullable=False
     )
+
+
+class EventPayload(SQLModel, table=True):
+    """Event data too large for Temporal payloads (claim check): the event carries ``ref``.
+
+    Rows are written once and never changed; they go with their trigger, or when older than
+    the retention period (``triggers.payloads.sweep``).
+    """
+
+    __tablename__ = "event_payloads"
+
+    ref: str = Field(primary_key=True, max_length=100)
+    trigger_id: uuid.UUID = Field(foreign_key="triggers.id", index=True, ondelete="CASCADE")
+    created_at: datetime = Field(
+        default_factory=utcnow, sa_type=sa.DateTime(timezone=True), nullable=False, index=True
+    )
+    # Bytes of ``data`` in UTF-8.
+    size: int = Field(nullable=False)
+    # The value's compact JSON text.
+    data: str = Field(sa_type=sa.Text, nullable=False)

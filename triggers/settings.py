@@ -40,6 +40,10 @@ class Settings(BaseSettings):
     webhook_timestamp_tolerance_seconds: int = 300
     retry_after_seconds: int = 5
 
+    # Large event data (claim check) is kept this long after it was first stored; workers
+    # delete older rows hourly. Longer than any run may take to start and read its event.
+    payload_retention_days: int = Field(default=7, ge=1)
+
     worker_max_concurrent_workflow_tasks: int = 100
     worker_workflow_task_pollers: int = 10
     worker_activity_task_pollers: int = 5

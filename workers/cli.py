@@ -99,6 +99,7 @@ async def _dev(settings: Settings) -> None:
     from triggers.devserver import DevServer
     from triggers.temporal import connect
     from workers.main import build_worker
+    from workers.sweeper import payload_sweeper
 
     settings = _dev_secret_key(settings)
     settings.home.mkdir(parents=True, exist_ok=True)
@@ -120,27 +121,28 @@ async def _dev(settings: Settings) -> None:
         client = await connect(settings)
         worker = build_worker(client, settings)
         api = _uvicorn(create_app(settings, client=client), settings)
-        worker_task = asyncio.create_task(worker.run())
-        api_task = asyncio.create_task(api.serve())
-        while not api.started and not api_task.done():
-            await asyncio.sleep(0.05)
-        print(
-            "\n temporal-triggers is running\n"
-            f"   API          {settings.base_url}  (docs: {settings.base_url}/docs)\n"
-            f"   Temporal UI  {server.ui_url}\n"
-            f"   Temporal     {server.address}  namespace {settings.temporal_namespace}\n"
-            f"   Database     {settings.resolved_database_url}\n"
-            f"   API key      {key}   (user 'local'; also in {settings.home / 'api-key'})\n"
-            "\n Ctrl-C stops everything.\n",
-            flush=True,
-        )
-        try:
-            await _until(stop, worker_task, api_task)
-        finally:
-            api.should_exit = True
-            with contextlib.suppress(Exception):
-                await api_task
-            await worker.shutdown()
+        async with payload_sweeper(settings):
+            worker_task = asyncio.create_task(worker.run())
+            api_task = asyncio.create_task(api.serve())
+            while not api.started and not api_task.done():
+                await asyncio.sleep(0.05)
+            print(
+                "\n temporal-triggers is running\n"
+                f"   API          {settings.base_url}  (docs: {settings.base_url}/docs)\n"
+                f"   Temporal UI  {server.ui_url}\n"
+                f"   Temporal     {server.address}  namespace {settings.temporal_namespace}\n"
+                f"   Database     {settings.resolved_database_url}\n"
+                f"   API key      {key}   (user 'local'; also in {settings.home / 'api-key'})\n"
+                "\n Ctrl-C stops everything.\n",
+                flush=True,
+            )
+            try:
+                await _until(stop, worker_task, api_task)
+            finally:
+                api.should_exit = True
+                with contextlib.suppress(Exception):
+                    await api_task
+                await worker.shutdown()
     finally:
         await server.stop()
         print("stopped", flush=True)
@@ -168,16 +170,20 @@ async def _api(settings: Settings) -> None:
 async def _worker(settings: Settings) -> None:
     from triggers.temporal import connect
     from workers.main import build_worker
+    from workers.sweeper import payload_sweeper
 
     client = await connect(settings)
     worker = build_worker(client, settings)
     stop = _stop_event()
-    task = asyncio.create_task(worker.run())
-    log.info("worker polling task queue %s on %s", settings.task_queue, settings.temporal_address)
-    try:
-        await _until(stop, task)
-    finally:
-        await worker.shutdown()
+    async with payload_sweeper(settings):
+        task = asyncio.create_task(worker.run())
+        log.info(
+            "worker polling task queue %s on %s", settings.task_queue, settings.temporal_address
+        )
+        try:
+            await _until(stop, task)
+        finally:
+            await worker.shutdown()
 
 
 async def _users_create(settings: Settings, name: str) -> None:

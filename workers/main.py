@@ -6,6 +6,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.http_request import HttpActivities
+from activities.payloads import PayloadActivities
 from activities.recovery import RecoveryActivities
 from activities.source import SourceActivities
 from triggers.crypto import SecretBox
@@ -27,6 +28,7 @@ def build_worker(client: Client, settings: Settings, *, task_queue: str | None =
     sources = SourceActivities(client, sessions, SecretBox.from_setting(keys) if keys else None)
     http = HttpActivities(sessions)
     recovery = RecoveryActivities(client)
+    payloads = PayloadActivities(sessions)
     return Worker(
         client,
         task_queue=task_queue or settings.task_queue,
@@ -36,6 +38,9 @@ def build_worker(client: Client, settings: Settings, *, task_queue: str | None =
             http.http_request,
             recovery.recover_trigger,
             recovery.wait_run,
+            payloads.load_payload,
+            payloads.spill_events,
+            payloads.unspill_events,
         ],
         max_concurrent_activities=settings.worker_max_concurrent_activities,
         max_concurrent_workflow_tasks=settings.worker_max_concurrent_workflow_tasks,

@@ -1,0 +1,33 @@
+"""A workflow that reads a claim-checked payload the way a run does: the ``load_payload``
+activity by name on the triggers task queue (from its own queue)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from triggers.payload_contracts import LOAD_PAYLOAD, LoadPayloadInput, LoadPayloadResult
+
+
+@dataclass
+class LoadsPayloadInput:
+    ref: str
+    triggers_queue: str
+
+
+@workflow.defn(name="LoadsPayload")
+class LoadsPayload:
+    @workflow.run
+    async def run(self, inp: LoadsPayloadInput) -> Any:
+        result = await workflow.execute_activity(
+            LOAD_PAYLOAD,
+            LoadPayloadInput(ref=inp.ref),
+            task_queue=inp.triggers_queue,
+            result_type=LoadPayloadResult,
+            start_to_close_timeout=timedelta(seconds=30),
+        )
+        return result.data
