@@ -23,7 +23,7 @@ from temporalio.common import (
     TypedSearchAttributes,
     WorkflowIDReusePolicy,
 )
-from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.exceptions import ActivityError, WorkflowAlreadyStartedError
 from temporalio.workflow import ChildWorkflowCancellationType, ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
@@ -195,15 +195,22 @@ class TriggerWorkflow:
 
     async def _unspill(self) -> None:
         ref = self._state.spilled_refs[0]
-        result = await workflow.execute_activity(
-            "unspill_events",
-            UnspillInput(ref=ref),
-            result_type=UnspillResult,
-            start_to_close_timeout=_SHORT,
-            summary="load spilled pending events",
-        )
+        try:
+            result = await workflow.execute_activity(
+                "unspill_events",
+                UnspillInput(ref=ref),
+                result_type=UnspillResult,
+                start_to_close_timeout=_SHORT,
+                summary="load spilled pending events",
+            )
+        except ActivityError as err:
+            # Only a chunk swept from the database fails for good: say so, go on.
+            workflow.logger.error("spilled events %s lost: %s", ref, err.cause or err)
+            self._state.spilled_refs.pop(0)
+            self._state.last_error = f"a spilled backlog chunk could not be loaded: {ref}"
+            return
         self._state.spilled_refs.pop(0)
-        self._state.spilled -= len(result.events)
+        self._state.spilled = max(0, self._state.spilled - len(result.events))
         self._state.pending[:0] = result.events
 
     def _finished(self) -> bool:
