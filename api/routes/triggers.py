@@ -105,8 +105,7 @@ def _snapshot(trigger: Trigger) -> dict[str, Any]:
 async def _apply(state: AppState, trigger: Trigger) -> None:
     """Make Temporal match the row; 503 when it cannot be reached."""
     with control.unavailable_as_503(
-        "Temporal is unreachable; nothing was changed, retry later",
-        retry_after=state.settings.retry_after_seconds,
+        "nothing was changed", retry_after=state.settings.retry_after_seconds
     ):
         await control.configure(state.client, trigger, task_queue=state.settings.task_queue)
 
@@ -191,15 +190,22 @@ async def get_trigger(
     return to_public(state, trigger, role)
 
 
-@router.get("/{trigger_id}/status", response_model=TriggerRuntime)
+@router.get(
+    "/{trigger_id}/status",
+    response_model=TriggerRuntime,
+    responses={503: {"description": "Temporal could not be asked; retry after Retry-After"}},
+)
 async def trigger_status(
     trigger_id: uuid.UUID, state: StateDep, session: SessionDep, user: CurrentUser
 ) -> TriggerRuntime:
-    """What the trigger workflow reports: events received, runs started, duplicates..."""
+    """What the trigger workflow reports: events received, runs started, duplicates...
+
+    503 with ``Retry-After`` when Temporal cannot be asked (down,
+    refusing the call, or the trigger workflow not answering its query)."""
     trigger, _ = await _load(session, user, trigger_id, "viewer")
     wid = trigger_workflow_id(str(trigger.id))
     with control.unavailable_as_503(
-        "Temporal is unreachable", retry_after=state.settings.retry_after_seconds
+        "status unknown", retry_after=state.settings.retry_after_seconds
     ):
         found = await control.runtime_status(state.client, str(trigger.id))
     if found is None:

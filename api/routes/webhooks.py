@@ -125,7 +125,7 @@ async def receive_webhook(
     run_id = run_workflow_id(trigger_id, event.key)
     recent_key = f"{trigger_id}:{event.key}"
     with control.unavailable_as_503(
-        "event not accepted: Temporal is unreachable, retry later",
+        "event not accepted",
         retry_after=settings.retry_after_seconds,
     ):
         duplicate = recent_key in state.recent or await control.run_exists(state.client, run_id)
