@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ from workflows.trigger import TriggerWorkflow
 from workflows.types import (
     TRIGGER_OWNER,
     TRIGGER_PROVIDER,
+    TRIGGER_WORKFLOW_TYPE,
     RecentEvent,
     RunTarget,
     TriggerInput,
@@ -219,6 +221,20 @@ async def run_exists(client: Client, run_id: str) -> bool:
             return False
         raise
     return True
+
+
+async def runs_in_flight(client: Client, trigger_id: str) -> int:
+    """Runs of this trigger still running, from Temporal's visibility: it also counts runs
+    that earlier runs of the trigger workflow (before a continue-as-new, or before a
+    disable) started and abandoned. Visibility is eventually consistent: a run that has just
+    started or finished may take a moment to be counted right."""
+    # A trigger id is a UUID (the route parsed it): safe to quote into the query.
+    query = (
+        f'TriggerId = "{uuid.UUID(trigger_id)}" AND ExecutionStatus = "Running"'
+        f' AND WorkflowType != "{TRIGGER_WORKFLOW_TYPE}"'
+    )
+    found = await client.count_workflows(query, rpc_timeout=_RPC_TIMEOUT)
+    return found.count
 
 
 def _cause(exc: BaseException) -> str | None:

@@ -1,5 +1,6 @@
 """Answers that mean what they say: every failed call to Temporal is a 503 with Retry-After
-(never a 500, never a made-up "not running")."""
+(never a 500, never a made-up "not running"), and ``runs_in_flight`` is what Temporal
+runs."""
 
 from __future__ import annotations
 
@@ -35,7 +36,7 @@ from api.app import create_app
 from tests.conftest import Stack, eventually, make_stack
 from tests.helpers import github_trigger, post_github, runs_of
 from tests.test_source_runtime import src_stack, status_of  # noqa: F401  (fixture)
-from tests.user_workflows import StatuslessTrigger
+from tests.user_workflows import HeldRun, StatuslessTrigger
 from triggers.devserver import DevServer, free_port
 from triggers.events import run_workflow_id, trigger_workflow_id
 from triggers.settings import Settings
@@ -144,6 +145,9 @@ async def test_a_namespace_without_the_search_attributes_answers_503(
             hidden = ("search attribute", "TriggerId", "TriggerProvider")
             r = await http.post(f"/api/triggers/{off}/enable", headers=s.alice)
             assert_503(r, f"nothing was changed: {refused}", hidden=hidden)
+            # No workflow in that namespace, and counting its runs is refused: 503.
+            r = await http.get(f"/api/triggers/{off}/status", headers=s.alice)
+            assert_503(r, f"status unknown: {refused}", hidden=hidden)
             row = await http.get(f"/api/triggers/{off}", headers=s.alice)
             assert row.status_code == 200 and row.json()["enabled"] is False
 
@@ -295,6 +299,11 @@ def rpc(code: RPCStatusCode) -> RPCError:
             "the trigger workflow rejected the query",
         ),
         ("query", TimeoutError(), "Temporal did not answer in time"),
+        (
+            "count",
+            rpc(RPCStatusCode.UNAUTHENTICATED),
+            "Temporal refused the call (UNAUTHENTICATED)",
+        ),
     ],
 )
 async def test_any_error_on_the_status_path_is_503_then_the_next_request_answers(
@@ -353,3 +362,40 @@ async def test_any_error_on_the_webhook_path_is_503_and_the_retry_is_accepted(
         return await runs_of(s.client, tid) == [run_workflow_id(tid, "d-1")]
 
     await eventually(ran)
+
+
+# -- runs_in_flight --------------------------------------------------------------------------
+
+
+async def test_runs_in_flight_counts_the_triggers_running_runs(sqlite_stack: Stack) -> None:
+    s = sqlite_stack
+    queue = f"held-{uuid.uuid4().hex[:6]}"
+    body = github_trigger() | {
+        "target": {"kind": "workflow", "workflow_type": "HeldRun", "task_queue": queue}
+    }
+    async with Worker(s.client, task_queue=queue, workflows=[HeldRun]):
+        tid = (await s.create_trigger(body))["id"]
+        for i in range(3):
+            assert (await post_github(s.http, tid, delivery=f"held-{i}")).status_code == 202
+
+        async def in_flight(n: int, *, running: bool) -> bool:
+            st = await status_of(s, tid)
+            return bool(st["runs_in_flight"] == n and st["running"] is running)
+
+        await eventually(lambda: in_flight(3, running=True), timeout=30)
+
+        # Disabled, the trigger workflow completes; its runs go on, and still count.
+        assert (await s.http.post(f"/api/triggers/{tid}/disable", headers=s.alice)).is_success
+        trigger = s.client.get_workflow_handle(trigger_workflow_id(tid))
+
+        async def completed() -> bool:
+            return (await trigger.describe()).status == WorkflowExecutionStatus.COMPLETED
+
+        await eventually(completed)
+        await eventually(lambda: in_flight(3, running=False))
+
+        for i in range(3):
+            await s.client.get_workflow_handle(run_workflow_id(tid, f"held-{i}")).signal(
+                HeldRun.release
+            )
+        await eventually(lambda: in_flight(0, running=False), timeout=30)

@@ -200,7 +200,8 @@ async def trigger_status(
 ) -> TriggerRuntime:
     """What the trigger workflow reports: events received, runs started, duplicates...
 
-    503 with ``Retry-After`` when Temporal cannot be asked (down,
+    ``runs_in_flight`` counts this trigger's runs that are still running, as Temporal's
+    visibility lists them. 503 with ``Retry-After`` when Temporal cannot be asked (down,
     refusing the call, or the trigger workflow not answering its query)."""
     trigger, _ = await _load(session, user, trigger_id, "viewer")
     wid = trigger_workflow_id(str(trigger.id))
@@ -208,8 +209,16 @@ async def trigger_status(
         "status unknown", retry_after=state.settings.retry_after_seconds
     ):
         found = await control.runtime_status(state.client, str(trigger.id))
+        # Counted by Temporal, not by the workflow: runs an earlier run of the trigger
+        # workflow started (before a continue-as-new or a disable) still count.
+        in_flight = await control.runs_in_flight(state.client, str(trigger.id))
     if found is None:
-        return TriggerRuntime(running=False, workflow_id=wid, last_error=trigger.last_error)
+        return TriggerRuntime(
+            running=False,
+            workflow_id=wid,
+            last_error=trigger.last_error,
+            runs_in_flight=in_flight,
+        )
     st, health = found
     status_, last_error, errors = st.status, st.last_error, st.consecutive_errors
     next_at, cursor = st.next_at, st.cursor
@@ -228,6 +237,7 @@ async def trigger_status(
         "consecutive_errors": errors,
         "next_at": next_at,
         "cursor": cursor,
+        "runs_in_flight": in_flight,
     }
     return TriggerRuntime(running=True, workflow_id=wid, **report)
 
