@@ -1,12 +1,13 @@
 """Answers that mean what they say: every failed call to Temporal is a 503 with Retry-After
-(never a 500, never a made-up "not running"), and ``runs_in_flight`` is what Temporal
-runs."""
+(never a 500, never a made-up "not running"), ``runs_in_flight`` is what Temporal runs, and
+a schedule past its end is ``finished``."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -399,3 +400,34 @@ async def test_runs_in_flight_counts_the_triggers_running_runs(sqlite_stack: Sta
                 HeldRun.release
             )
         await eventually(lambda: in_flight(0, running=False), timeout=30)
+
+
+# -- finished schedules ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("ends_in", [timedelta(seconds=3), timedelta(hours=-1)])
+async def test_a_schedule_past_its_end_is_finished_with_no_next_fire(
+    src_stack: Stack,  # noqa: F811
+    ends_in: timedelta,
+) -> None:
+    s = src_stack
+    end = datetime.now(UTC) + ends_in
+    body = {
+        "name": "short",
+        "provider": "cron",
+        "config": {"every": "1s", "end_at": end.isoformat()},
+    }
+    tid = (await s.create_trigger(body))["id"]
+
+    async def finished() -> dict[str, Any] | None:
+        st = await status_of(s, tid)
+        return st if st["status"] == "finished" else None
+
+    st = await eventually(finished, timeout=30)
+    assert st is not None and st["next_at"] is None and st["running"] is True
+    row = (await s.http.get(f"/api/triggers/{tid}", headers=s.alice)).json()
+    assert row["status"] == "finished" and row["last_error"] is None
+    slots = [datetime.fromisoformat(r.split(":", 2)[2]) for r in await runs_of(s.client, tid)]
+    assert all(slot <= end for slot in slots)
+    assert (len(slots) >= 1) is (ends_in > timedelta(0))
+    assert st["runs_started"] == len(slots)

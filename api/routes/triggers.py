@@ -229,6 +229,8 @@ async def trigger_status(
         if status_ == "degraded" and health.heartbeat.get("healthy"):
             # The source started fine again since its last error.
             status_, last_error, errors = "active", None, 0
+    if status_ == "finished":
+        next_at = None  # a finished schedule fires no more; its last wait is history
     # The workflow's own report, with what the source activity's heartbeat adds to it.
     report = {
         **asdict(st),
