@@ -253,6 +253,7 @@ class SourceActivities:
             try:
                 await provider.run(sink)
                 finished = True
+                await self._set_status(inp.trigger_id, TriggerStatus.FINISHED, None)
             except _Park as park:
                 resume_at = park.resume_at
             except SourceStop:

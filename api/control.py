@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -10,7 +11,12 @@ from datetime import timedelta
 from typing import Any
 
 from fastapi import HTTPException, status
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import (
+    Client,
+    WorkflowHandle,
+    WorkflowQueryFailedError,
+    WorkflowQueryRejectedError,
+)
 from temporalio.common import (
     SearchAttributePair,
     TypedSearchAttributes,
@@ -26,6 +32,7 @@ from workflows.trigger import TriggerWorkflow
 from workflows.types import (
     TRIGGER_OWNER,
     TRIGGER_PROVIDER,
+    TRIGGER_WORKFLOW_TYPE,
     RecentEvent,
     RunTarget,
     TriggerInput,
@@ -33,16 +40,45 @@ from workflows.types import (
     TriggerStatus,
 )
 
-# Unavailable or slow Temporal: answer the caller quickly so it can retry later.
-UNAVAILABLE = {
-    RPCStatusCode.UNAVAILABLE,
-    RPCStatusCode.DEADLINE_EXCEEDED,
-    RPCStatusCode.RESOURCE_EXHAUSTED,
-    RPCStatusCode.CANCELLED,
-    RPCStatusCode.UNKNOWN,
+# Why a call to Temporal failed, in words a caller can act on. Other statuses (a namespace
+# that does not exist, missing search attributes, no permission...) are "refused".
+_CAUSES = {
+    RPCStatusCode.UNAVAILABLE: "Temporal is unreachable",
+    RPCStatusCode.DEADLINE_EXCEEDED: "Temporal did not answer in time",
+    RPCStatusCode.CANCELLED: "Temporal did not answer in time",
+    RPCStatusCode.RESOURCE_EXHAUSTED: "Temporal is overloaded",
+    RPCStatusCode.UNKNOWN: "the call to Temporal failed",
+    RPCStatusCode.INTERNAL: "the call to Temporal failed",
 }
 _RPC_TIMEOUT = timedelta(seconds=5)
+# How the SDK reports a lazy client's failed first connection: a plain RuntimeError.
+_CONNECT_FAILED = "Failed client connect"
+# What a query ends with when no worker answers it before the RPC timeout.
+_TIMED_OUT = {RPCStatusCode.CANCELLED, RPCStatusCode.DEADLINE_EXCEEDED}
 log = logging.getLogger("triggers.api")
+
+
+class QueryUnanswered(TimeoutError):
+    """The trigger workflow exists but did not answer a query in time: no worker polls its
+    task queue, or the workers are too busy to take the query."""
+
+
+def _workflow_missing(exc: RPCError) -> bool:
+    """NOT_FOUND for the workflow itself, not for its namespace: a namespace that does not
+    exist is a misconfiguration to report, never "no such workflow"."""
+    if exc.status != RPCStatusCode.NOT_FOUND:
+        return False
+    return not any(d.type_url.endswith(".NamespaceNotFoundFailure") for d in _details(exc))
+
+
+def _details(exc: BaseException) -> list[Any]:
+    """The typed failure details of an RPC error (``NamespaceNotFoundFailure``...)."""
+    if not isinstance(exc, RPCError):
+        return []
+    try:
+        return list(exc.grpc_status.details)
+    except Exception:  # an RPCError built without a parsable status has no details
+        return []
 
 
 def spec_of(trigger: Trigger) -> TriggerSpec:
@@ -120,7 +156,7 @@ async def configure(client: Client, trigger: Trigger, *, task_queue: str) -> Non
         # A disabled trigger's workflow starts what it already accepted, then completes.
         await handle.signal("configure", spec, rpc_timeout=_RPC_TIMEOUT)
     except RPCError as exc:
-        if exc.status != RPCStatusCode.NOT_FOUND:
+        if not _workflow_missing(exc):
             raise
 
 
@@ -140,9 +176,14 @@ async def runtime_status(
         desc = await handle.describe(rpc_timeout=_RPC_TIMEOUT)
         if desc.status is None or desc.status.name != "RUNNING":
             return None
-        status = await handle.query(TriggerWorkflow.status, rpc_timeout=_RPC_TIMEOUT)
+        try:
+            status = await handle.query(TriggerWorkflow.status, rpc_timeout=_RPC_TIMEOUT)
+        except RPCError as exc:
+            if exc.status in _TIMED_OUT:
+                raise QueryUnanswered from exc
+            raise
     except RPCError as exc:
-        if exc.status == RPCStatusCode.NOT_FOUND:
+        if _workflow_missing(exc):
             return None
         raise
     health = None
@@ -164,8 +205,10 @@ async def recent_events(client: Client, trigger_id: str) -> list[RecentEvent]:
     try:
         found = await handle.query(TriggerWorkflow.recent_events, rpc_timeout=_RPC_TIMEOUT)
     except RPCError as exc:
-        if exc.status == RPCStatusCode.NOT_FOUND:
+        if _workflow_missing(exc):
             return []
+        if exc.status in _TIMED_OUT:
+            raise QueryUnanswered from exc
         raise
     return found.events
 
@@ -174,21 +217,69 @@ async def run_exists(client: Client, run_id: str) -> bool:
     try:
         await client.get_workflow_handle(run_id).describe(rpc_timeout=_RPC_TIMEOUT)
     except RPCError as exc:
-        if exc.status == RPCStatusCode.NOT_FOUND:
+        if _workflow_missing(exc):
             return False
         raise
     return True
 
 
+async def runs_in_flight(client: Client, trigger_id: str) -> int:
+    """Runs of this trigger still running, from Temporal's visibility: it also counts runs
+    that earlier runs of the trigger workflow (before a continue-as-new, or before a
+    disable) started and abandoned. Visibility is eventually consistent: a run that has just
+    started or finished may take a moment to be counted right."""
+    # A trigger id is a UUID (the route parsed it): safe to quote into the query.
+    query = (
+        f'TriggerId = "{uuid.UUID(trigger_id)}" AND ExecutionStatus = "Running"'
+        f' AND WorkflowType != "{TRIGGER_WORKFLOW_TYPE}"'
+    )
+    found = await client.count_workflows(query, rpc_timeout=_RPC_TIMEOUT)
+    return found.count
+
+
+def _cause(exc: BaseException) -> str | None:
+    """What went wrong with a call to Temporal, for the caller; None: not a Temporal error.
+
+    RPC messages are never repeated: they can quote workflow IDs, event keys or
+    payload fields. The status code's name is enough to act on.
+    """
+    if isinstance(exc, RPCError):
+        cause = _CAUSES.get(exc.status, "Temporal refused the call")
+        return f"{cause} ({exc.status.name})"
+    if isinstance(exc, WorkflowQueryFailedError):
+        return "the trigger workflow failed to answer its query"
+    if isinstance(exc, WorkflowQueryRejectedError):
+        return "the trigger workflow rejected the query"
+    if isinstance(exc, QueryUnanswered):
+        return "the trigger workflow did not answer its query in time (no worker polling?)"
+    if isinstance(exc, TimeoutError):  # asyncio.TimeoutError too
+        return "Temporal did not answer in time"
+    if isinstance(exc, RuntimeError) and str(exc).startswith(_CONNECT_FAILED):
+        return "Temporal is unreachable (cannot connect)"
+    return None
+
+
 @contextmanager
-def unavailable_as_503(message: str, *, retry_after: int) -> Iterator[None]:
-    """Temporal unreachable inside the block: answer 503 with Retry-After so callers retry."""
+def unavailable_as_503(outcome: str, *, retry_after: int) -> Iterator[None]:
+    """Any failed call to Temporal inside the block answers 503 with Retry-After, so
+    callers retry; never 500. The detail is ``"<outcome>: <cause>; retry later"``.
+
+    Args:
+        outcome: what the caller is told did (not) happen, e.g. ``"event not accepted"``.
+        retry_after: seconds for the Retry-After header.
+    """
     try:
         yield
-    except RPCError as exc:
-        if exc.status not in UNAVAILABLE:
+    except Exception as exc:
+        cause = _cause(exc)
+        if cause is None:
             raise
-        log.warning("Temporal unreachable (%s): answered 503", exc.status.name)
+        # The failure's type names (NamespaceNotFoundFailure...) help an operator; the RPC's
+        # message stays out of the logs too, for the same reason as above.
+        kinds = [d.type_url.rsplit(".", 1)[-1] for d in _details(exc)] or [type(exc).__name__]
+        log.warning("%s: %s %s: answered 503", outcome, cause, kinds)
         raise HTTPException(
-            status.HTTP_503_SERVICE_UNAVAILABLE, message, headers={"Retry-After": str(retry_after)}
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            f"{outcome}: {cause}; retry later",
+            headers={"Retry-After": str(retry_after)},
         ) from None

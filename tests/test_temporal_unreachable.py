@@ -45,7 +45,14 @@ async def test_503_while_down_then_the_same_delivery_makes_one_run(
                 assert r.status_code == 503, r.text
                 assert r.headers["retry-after"] == "7"
                 assert "Traceback" not in r.text
+                assert r.json() == {
+                    "detail": "event not accepted: Temporal is unreachable (UNAVAILABLE); "
+                    "retry later"
+                }
                 assert time.monotonic() - began < 15
+                r = await s.http.get(f"/api/triggers/{tid}/status", headers=s.alice)
+                assert r.status_code == 503 and r.headers["retry-after"] == "7"
+                assert r.json()["detail"].startswith("status unknown: Temporal is unreachable")
                 # A change that Temporal cannot be told of is not made either.
                 r = await s.http.patch(
                     f"/api/triggers/{tid}", json={"name": "renamed"}, headers=s.alice

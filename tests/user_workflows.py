@@ -47,3 +47,14 @@ class GraphChild:
     @workflow.run
     async def run(self, payload: dict[str, Any]) -> dict[str, Any]:
         return {"deployed": payload["ref"], "by": "GraphChild"}
+
+
+@workflow.defn(name="TriggerWorkflow")
+class StatuslessTrigger:
+    """A foreign or outdated worker on a trigger's task queue: it runs ``TriggerWorkflow``
+    but knows no ``status`` query, so the real server fails that query. Never register it
+    next to the real TriggerWorkflow."""
+
+    @workflow.run
+    async def run(self, inp: Any) -> None:
+        await workflow.wait_condition(lambda: False)

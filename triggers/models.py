@@ -23,6 +23,8 @@ class TriggerStatus(StrEnum):
     DISABLED = "disabled"
     DEGRADED = "degraded"
     FAILED = "failed"
+    # A schedule past its end (or a source whose provider returned): fires no more.
+    FINISHED = "finished"
 
 
 class ShareRole(StrEnum):

@@ -39,7 +39,7 @@ async def test_trigger(
     else:
         assert body.last is not None
         with control.unavailable_as_503(
-            "Temporal is unreachable", retry_after=state.settings.retry_after_seconds
+            "recent events unknown", retry_after=state.settings.retry_after_seconds
         ):
             recent = await control.recent_events(state.client, str(trigger.id))
         events = [(dryrun.event_of_recent(r), r.data_truncated) for r in recent[-body.last :]]

@@ -105,8 +105,7 @@ def _snapshot(trigger: Trigger) -> dict[str, Any]:
 async def _apply(state: AppState, trigger: Trigger) -> None:
     """Make Temporal match the row; 503 when it cannot be reached."""
     with control.unavailable_as_503(
-        "Temporal is unreachable; nothing was changed, retry later",
-        retry_after=state.settings.retry_after_seconds,
+        "nothing was changed", retry_after=state.settings.retry_after_seconds
     ):
         await control.configure(state.client, trigger, task_queue=state.settings.task_queue)
 
@@ -191,29 +190,47 @@ async def get_trigger(
     return to_public(state, trigger, role)
 
 
-@router.get("/{trigger_id}/status", response_model=TriggerRuntime)
+@router.get(
+    "/{trigger_id}/status",
+    response_model=TriggerRuntime,
+    responses={503: {"description": "Temporal could not be asked; retry after Retry-After"}},
+)
 async def trigger_status(
     trigger_id: uuid.UUID, state: StateDep, session: SessionDep, user: CurrentUser
 ) -> TriggerRuntime:
-    """What the trigger workflow reports: events received, runs started, duplicates..."""
+    """What the trigger workflow reports: events received, runs started, duplicates...
+
+    ``runs_in_flight`` counts this trigger's runs that are still running, as Temporal's
+    visibility lists them. 503 with ``Retry-After`` when Temporal cannot be asked (down,
+    refusing the call, or the trigger workflow not answering its query)."""
     trigger, _ = await _load(session, user, trigger_id, "viewer")
     wid = trigger_workflow_id(str(trigger.id))
     with control.unavailable_as_503(
-        "Temporal is unreachable", retry_after=state.settings.retry_after_seconds
+        "status unknown", retry_after=state.settings.retry_after_seconds
     ):
         found = await control.runtime_status(state.client, str(trigger.id))
+        # Counted by Temporal, not by the workflow: runs an earlier run of the trigger
+        # workflow started (before a continue-as-new or a disable) still count.
+        in_flight = await control.runs_in_flight(state.client, str(trigger.id))
     if found is None:
-        return TriggerRuntime(running=False, workflow_id=wid, last_error=trigger.last_error)
+        return TriggerRuntime(
+            running=False,
+            workflow_id=wid,
+            last_error=trigger.last_error,
+            runs_in_flight=in_flight,
+        )
     st, health = found
     status_, last_error, errors = st.status, st.last_error, st.consecutive_errors
     next_at, cursor = st.next_at, st.cursor
     if health is not None:
-        next_at = health.heartbeat.get("next_at") or next_at
+        # next_at is the workflow's: the source signals it (the heartbeat is throttled).
         # Signals carry the cursor with each batch; the heartbeat also has cursor-only moves.
         cursor = cursor if cursor is not None else health.heartbeat.get("cursor")
         if status_ == "degraded" and health.heartbeat.get("healthy"):
             # The source started fine again since its last error.
             status_, last_error, errors = "active", None, 0
+    if status_ == "finished":
+        next_at = None  # a finished schedule fires no more; its last wait is history
     # The workflow's own report, with what the source activity's heartbeat adds to it.
     report = {
         **asdict(st),
@@ -222,6 +239,7 @@ async def trigger_status(
         "consecutive_errors": errors,
         "next_at": next_at,
         "cursor": cursor,
+        "runs_in_flight": in_flight,
     }
     return TriggerRuntime(running=True, workflow_id=wid, **report)
 

@@ -139,7 +139,7 @@ async def receive_webhook(
         # Decided (the condition, within its budget) and large data stored aside.
         (event,) = await admit(Admission.of(trigger), [event], sessions=state.sessions)
         with control.unavailable_as_503(
-            "event not accepted: Temporal is unreachable, retry later",
+            "event not accepted",
             retry_after=settings.retry_after_seconds,
         ):
             await state.batcher.submit(trigger, event, size=_signal_size(event))
