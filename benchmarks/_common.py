@@ -20,7 +20,10 @@ import importlib
 import json
 import math
 import os
+import random
+import shutil
 import signal
+import socket
 import subprocess
 import time
 import uuid
@@ -44,6 +47,9 @@ from triggers.settings import Settings
 ROOT = Path(__file__).resolve().parent.parent
 STARTUP_TIMEOUT = 120.0
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+# Set (to "1") once the script runs in a network namespace of its own; any other value keeps
+# it on the host network (then ports come from below the ephemeral range).
+NETNS_ENV = "TRIGGERS_BENCH_NETNS"
 # The baseline's workflow lives in a module of its own, written to the temp dir: the sandbox
 # re-runs a workflow's whole module for every run, and re-running a benchmark script would
 # cost ~15 ms of worker CPU per run instead of ~7 ms (workflows/run.py is as small as this).
@@ -74,6 +80,54 @@ def run_and_report(main: Awaitable[dict[str, Any]], *, hard_cap: float, checked:
         sys.exit(130)
     print(json.dumps(result, indent=2))
     sys.exit(0 if not checked or result["checks_ok"] else 1)
+
+
+def isolate_network() -> None:
+    """Re-exec this script in a network namespace of its own, with only loopback up.
+
+    ``temporal server start-dev`` opens internal ports (membership, HTTP, metrics) that no
+    flag controls, picked from the kernel's ephemeral range; so do other engineers' test
+    servers on the same machine. In a namespace of its own nothing else can take them. It
+    needs root or unprivileged user namespaces (``unshare -rn``); without either, ports we
+    choose come from below the ephemeral range (``bench_port``). Call it first in ``main``,
+    before anything starts; the process keeps its pid, so signals reach it as before.
+    """
+    if os.environ.get(NETNS_ENV) is not None or sys.platform != "linux":
+        return
+    unshare, ip = shutil.which("unshare"), shutil.which("ip")
+    if unshare and ip:
+        for flags in (["-n"], ["-r", "-n"]):  # as root; else in a user namespace
+            probe = [unshare, *flags, ip, "link", "set", "lo", "up"]
+            if subprocess.run(probe, capture_output=True).returncode == 0:
+                os.environ[NETNS_ENV] = "1"
+                up = f'{ip} link set lo up && exec "$0" "$@"'
+                argv = [unshare, *flags, "--", "sh", "-c", up, sys.executable, *sys.orig_argv[1:]]
+                os.execv(unshare, argv)
+    os.environ[NETNS_ENV] = "host"
+    log("no network namespace (unshare -n failed): ports from below the ephemeral range")
+
+
+def network() -> str:
+    """Where this benchmark's servers listen: ``own-namespace`` or ``host``."""
+    return "own-namespace" if os.environ.get(NETNS_ENV) == "1" else "host"
+
+
+def bench_port() -> int:
+    """A free TCP port on 127.0.0.1 for a server of ours: any in our own network namespace;
+    on the host one below ``ip_local_port_range``, which the kernel never hands out by itself
+    (so the dev server's own internal ports and other processes' ephemeral ones miss it)."""
+    if os.environ.get(NETNS_ENV) == "1":
+        return free_port()
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    for _ in range(200):
+        port = random.randrange(10_000, low) if low > 10_100 else free_port()
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port below the ephemeral range")
 
 
 def percentiles(seconds: list[float]) -> dict[str, float | None]:
@@ -268,7 +322,7 @@ async def start_product(
             key = await store.create_api_key(session, user=user, name="bench")
     finally:
         await engine.dispose()
-    port, queue = free_port(), f"triggers-bench-{uuid.uuid4().hex[:8]}"
+    port, queue = bench_port(), f"triggers-bench-{uuid.uuid4().hex[:8]}"
     full_env = {
         "TRIGGERS_TEMPORAL_ADDRESS": address,
         "TRIGGERS_DATABASE_URL": db_url,

@@ -12,36 +12,37 @@ import asyncio
 import contextlib
 import json
 import os
-import signal
-import tempfile
 import time
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 import httpx
 from _common import (
     STARTUP_TIMEOUT,
     Http1,
-    Procs,
     cpu_delta,
     cpu_seconds,
+    isolate_network,
     log,
+    network,
     percentiles,
     run_and_report,
     spawn_noop_worker,
-    start_product,
     wait_pollers,
+)
+from _stack import (
+    auth,
+    bench_stack,
+    create_github_trigger,
+    github_delivery,
+    history_per_run,
+    trigger_history,
 )
 from temporalio.client import Client, WorkflowExecution
 
-from triggers import signatures
-from triggers.devserver import DevServer
-
 TARGET = 0.8
-SECRET = "bench-signing-secret-0001"
 POLL_INTERVAL = 0.1
 CHECKS = ("duplicate_202s", "run_id_mismatches", "duplicate_runs", "missing_runs")
 
@@ -111,24 +112,14 @@ async def phase_webhooks(
     http: httpx.AsyncClient, client: Client, api_key: str, args: argparse.Namespace
 ) -> dict[str, Any]:
     n, c = args.events, args.concurrency
-    auth = {"Authorization": f"Bearer {api_key}"}
-    config = {"preset": "github", "rate_limit_per_second": 100000, "rate_limit_burst": 100000}
-    secrets = {"signing_secret": SECRET}
-    body = {"name": "bench", "provider": "webhook", "config": config, "secrets": secrets}
-    resp = await http.post("/api/triggers", json=body, headers=auth)
-    if resp.status_code != 201:
-        raise RuntimeError(f"creating the trigger: {resp.status_code} {resp.text[:300]}")
-    tid, prefix = resp.json()["id"], uuid.uuid4().hex[:12]
+    tid, prefix = await create_github_trigger(http, api_key, "bench"), uuid.uuid4().hex[:12]
     sent: dict[str, float] = {}  # run id -> client-side send time
     statuses, flags, latencies = Counter[str](), Counter[str](), list[float]()
     free = [Http1(http.base_url.host, http.base_url.port or 80) for _ in range(c)]
 
     async def send(i: int) -> None:
         delivery, run_id = f"{prefix}-{i}", f"run:{tid}:{prefix}-{i}"
-        payload = {"ref": "refs/heads/main", "repository": {"full_name": "acme/bench"}, "i": i}
-        raw = json.dumps(payload).encode()
-        headers = {"content-type": "application/json", "X-GitHub-Event": "push"}
-        headers.update(signatures.sign_github(SECRET, raw, delivery_id=delivery))
+        raw, headers = github_delivery(delivery, i)
         conn, path = free.pop(), f"/webhooks/github/{tid}"  # c senders, c connections
         sent[run_id], t = time.time(), time.perf_counter()
         try:
@@ -153,11 +144,13 @@ async def phase_webhooks(
     try:
         t0, accepted_s = await fan_out(n, c, send)
         wfs, stats = await settle(client, f'TriggerId="{tid}"', n, args.timeout, t0)
+        # Before the delete: disabling adds the trigger workflow's closing events.
+        history = history_per_run([await trigger_history(client, tid)], len(wfs))
     finally:
         for conn in free:
             conn.close()
         with contextlib.suppress(httpx.HTTPError):  # its workflow finishes, then completes
-            await http.delete(f"/api/triggers/{tid}", headers=auth)
+            await http.delete(f"/api/triggers/{tid}", headers=auth(api_key))
     stats["seconds"]["accepted"] = round(accepted_s, 3)
     log(f"(b) accepted in {accepted_s:.2f}s; {len(wfs)}/{n} runs, {stats['completed']} completed")
     ids = [wf.id for wf in wfs]
@@ -177,58 +170,28 @@ async def phase_webhooks(
         "duplicate_runs": len(ids) - len(set(ids)),
         "missing_runs": len(set(sent) - set(ids)),
         "unexpected_runs": len(set(ids) - set(sent)),
+        "trigger_history_per_run": history,
     }
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    task = asyncio.current_task()
-    assert task is not None
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
     n, c, load_start = args.events, args.concurrency, os.getloadavg()
-    with tempfile.TemporaryDirectory(prefix="triggers-bench-") as tmpdir:
-        tmp, server, product_queue = Path(tmpdir), None, None
-        procs = Procs(tmp)
-        try:
-            if args.against:
-                api_url, api_key, address = args.against.rstrip("/"), args.api_key, args.temporal
-                persistence = "external"
-            else:
-                persistence = "sqlite-file" if args.db_file else "in-memory"
-                db_file = tmp / "temporal.db" if args.db_file else None
-                server = DevServer(headless=True, db_filename=db_file, log_file=tmp / "t.log")
-                log(f"starting Temporal dev server ({persistence})")
-                await server.start()
-                address = server.address
-                log(f"Temporal dev server at {address} (pid {server.pid})")
-                api_url, api_key, product_queue = await start_product(address, tmp, procs)
-            client = await Client.connect(address, namespace=args.namespace)
-            if product_queue is not None:
-                await wait_pollers(client, product_queue, procs)
-            queue = f"bench-noop-{uuid.uuid4().hex[:8]}"
-            await spawn_noop_worker(
-                procs, tmp, address, args.namespace, queue, 4 * args.timeout + 600
-            )
-            await wait_pollers(client, queue, procs)
-            pids = procs.pids()
-            pids.update({"temporal": server.pid} if server and server.pid else {})
-            cpu0 = cpu_seconds(pids)
-            baseline = await phase_baseline(client, queue, n, c, args.timeout)
-            cpu1 = cpu_seconds(pids)
-            limits = httpx.Limits(max_connections=c, max_keepalive_connections=c)
-            async with httpx.AsyncClient(base_url=api_url, limits=limits, timeout=30) as http:
-                webhooks = await phase_webhooks(http, client, api_key, args)
-            cpu2 = cpu_seconds(pids)
-            baseline["cpu_s"], webhooks["cpu_s"] = cpu_delta(cpu1, cpu0), cpu_delta(cpu2, cpu1)
-        except Exception:
-            procs.dump_logs()
-            raise
-        finally:
-            log("stopping")
-            stopping = time.monotonic()
-            await procs.stop_all()
-            if server is not None:
-                await server.stop()
-            log(f"stopped everything in {time.monotonic() - stopping:.1f}s")
+    against = (args.against.rstrip("/"), args.api_key, args.temporal) if args.against else None
+    async with bench_stack(namespace=args.namespace, db_file=args.db_file, against=against) as st:
+        queue = f"bench-noop-{uuid.uuid4().hex[:8]}"
+        life = 4 * args.timeout + 600
+        await spawn_noop_worker(st.procs, st.tmp, st.address, args.namespace, queue, life)
+        await wait_pollers(st.client, queue, st.procs)
+        pids = {**st.procs.pids(), **st.pids}
+        cpu0 = cpu_seconds(pids)
+        baseline = await phase_baseline(st.client, queue, n, c, args.timeout)
+        cpu1 = cpu_seconds(pids)
+        limits = httpx.Limits(max_connections=c, max_keepalive_connections=c)
+        async with httpx.AsyncClient(base_url=st.api_url, limits=limits, timeout=30) as http:
+            webhooks = await phase_webhooks(http, st.client, st.api_key, args)
+        cpu2 = cpu_seconds(pids)
+        baseline["cpu_s"], webhooks["cpu_s"] = cpu_delta(cpu1, cpu0), cpu_delta(cpu2, cpu1)
+        persistence = st.persistence
     ok = webhooks["runs_found"] == n and not webhooks["non_202"]
     ok = ok and not any(webhooks[k] for k in (*CHECKS, "unexpected_runs"))
     started = ratio(webhooks["runs_started_per_s"], baseline["accepted_per_s"])
@@ -239,6 +202,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "concurrency": c,
             "persistence": persistence,
             "http_client": "httpx" if args.httpx else "raw-http1-keepalive",
+            "network": network(),
             "cpu_count": os.cpu_count(),
             "loadavg_1m_start_end": [round(load_start[0], 2), round(os.getloadavg()[0], 2)],
         },
@@ -270,6 +234,8 @@ def main() -> None:
         p.error("--against needs --api-key")
     if args.events < 1 or args.concurrency < 1:
         p.error("--events and --concurrency must be >= 1")
+    if not args.against:
+        isolate_network()
     hard_cap = 2 * args.timeout + 3 * STARTUP_TIMEOUT + 300  # sends, starts and waits
     run_and_report(run(args), hard_cap=hard_cap, checked=True)
 
