@@ -23,8 +23,9 @@ is as fast as celpy's own (within 2%). They also leave coverage tools and debugg
 and several threads each keep their own budget (a ``ContextVar``: per thread, and copied
 by ``asyncio.to_thread``). What they cannot
 interrupt is one celpy operation that loops in Python without evaluating a sub-expression,
-such as ``==`` between two large lists: its cost is bounded by the size of the event
-(bounded where it enters), and the check after it fires.
+such as ``==`` between two large lists (~33 ms for the 33,000 ints of a 199 KB body): its
+cost is bounded by the size of the event (bounded where it enters), and the check after
+it fires.
 """
 
 from __future__ import annotations
