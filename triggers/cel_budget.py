@@ -19,13 +19,14 @@ Why not ``sys.settrace``: measured here (``benchmarks/cel_conditions.py``), any 
 trace function, even one that does nothing, makes a typical condition 2.2x as slow (0.93 ms
 -> 2.05 ms), and one that reads the CPU clock on every call 5.5x (5.2 ms); the checks here
 cost ~3% (``decide_run`` with a budget against without), and the evaluator without a budget
-is as fast as celpy's own (within 2%). They also leave coverage tools and debuggers alone,
-and several threads each keep their own budget (a ``ContextVar``: per thread, and copied
-by ``asyncio.to_thread``). What they cannot
-interrupt is one celpy operation that loops in Python without evaluating a sub-expression,
-such as ``==`` between two large lists (~33 ms for the 33,000 ints of a 199 KB body): its
-cost is bounded by the size of the event (bounded where it enters), and the check after
-it fires.
+is as fast as celpy's own (-2% to +3% over runs). They also leave coverage tools and
+debuggers alone, and several threads each keep their own budget (a ``ContextVar``: per
+thread, and copied by ``asyncio.to_thread``).
+
+What they cannot interrupt is one celpy operation that loops in Python without evaluating
+a sub-expression, such as ``==`` between two large lists (~33 ms for the 33,000 ints of a
+199 KB body): its cost is bounded by the size of the event (bounded where it enters), and
+the check after it fires.
 """
 
 from __future__ import annotations
