@@ -18,9 +18,14 @@ Library: ``cel-python`` (module ``celpy``), chosen over ``common-expression-lang
   ``event.data.ref == "refs/heads/main"`` evaluates in ~0.4 ms; a typical GitHub condition
   (ref, a header, ``exists`` over five commits) compiles in ~1.1-1.6 ms and evaluates in
   ~2.8-3.5 ms (Rust: ~0.15 ms each); ``benchmarks/cel_conditions.py`` measures it.
-  Compiled programs are cached and the event is converted once per plan. A trigger
-  workflow starts at most a few hundred runs a second, but one workflow task that
-  evaluates hundreds of events adds up: keep that well under the SDK's 2 s deadlock limit.
+  Compiled programs are cached and the event is converted once per plan (and once for a
+  condition and its mapping). Converting a large body costs more than a typical condition:
+  ~8-10 ms for 199 KB of JSON ints; at the webhook limit of 256 KiB, 6-65 ms by shape
+  (long strings cheapest, 87,000 empty objects the costliest per byte).
+- Budget: ``decide_run(..., budget_seconds=...)`` bounds one event's evaluation by CPU time
+  (``triggers.cel_budget``; ``EVALUATION_BUDGET_SECONDS``, 100 ms, where events enter): an
+  evaluation over budget is the outcome ``error``. Without a budget it reads no clock, as
+  workflow code must not; the workflow reads the verdict decided at intake instead.
 
 The activation (what an expression sees):
 
@@ -51,9 +56,9 @@ import base64
 import datetime as dt
 import re
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
 from typing import Any, Literal
 
 import celpy
@@ -63,9 +68,17 @@ from celpy import celtypes
 from celpy.celparser import CELParseError, CELParser
 from celpy.evaluation import CELEvalError
 
+from triggers.cel_budget import Budget, BudgetedRunner, BudgetExceeded, cpu_budget, current
 from triggers.events import Event
 
 MAX_EXPRESSION_LENGTH = 10_000
+# The CPU time one event's evaluation (its activation, the condition, then the input
+# mapping) may use where the event enters (``decide_run(..., budget_seconds=...)``). A typical
+# condition costs ~1-3 ms here, and converting a webhook body of the largest size (256 KiB)
+# into CEL 6-65 ms by its shape, so 100 ms passes every body the webhook route accepts with
+# a trivial condition (50 ms would not), while a pathological condition holds a worker
+# thread for 0.1 s instead of seconds (``all`` over 199 KB of ints: ~2.5 s).
+EVALUATION_BUDGET_SECONDS = 0.1
 
 ConditionResult = Literal["passed", "dropped", "error"]
 
@@ -113,7 +126,8 @@ class ConditionOutcome:
 
 
 # Creating the environment raises the recursion limit to 2500 (celpy's, for CEL's nesting).
-_ENV = celpy.Environment()
+# The runner checks the evaluation budget (``triggers.cel_budget``) when one is set.
+_ENV = celpy.Environment(runner_class=BudgetedRunner)
 # celpy's parser keeps the text being parsed on a shared object: one compile at a time.
 _COMPILE_LOCK = threading.Lock()
 
@@ -253,26 +267,57 @@ _CEL_SCALARS = (
 )
 
 
+_INT64 = (-(2**63), 2**63 - 1)
+# Large lists and maps are converted in chunks of this many items, with a budget check
+# before each: a converted item costs ~0.3-2 us, a chunk well under a millisecond.
+_CHUNK = 512
+
+
 def to_cel(value: Any) -> Any:
     """Convert a plain Python/JSON value to CEL (values already converted pass as they are).
 
+    Plain JSON types take a direct path (celpy's constructors cost ~6 us an int, which made
+    a 199 KB list of ints take ~200 ms, now ~10 ms); under an evaluation budget, large
+    values are converted in chunks with a check before each.
+
     Raises:
-        EvaluationError: a value JSON cannot hold (a set, an object, ...).
+        EvaluationError: a value JSON cannot hold (a set, an object, an integer outside
+            int64), or one that nests too deeply.
     """
+    try:
+        return _to_cel(value, current())
+    except RecursionError:
+        raise EvaluationError("a value nests too deeply to be given to an expression") from None
+
+
+def _to_cel(value: Any, budget: Budget | None) -> Any:
+    kind = type(value)
+    if kind is str:
+        return str.__new__(celtypes.StringType, value)
+    if kind is int:
+        if _INT64[0] <= value <= _INT64[1]:
+            return int.__new__(celtypes.IntType, value)
+        raise EvaluationError("an integer outside int64 cannot be given to an expression")
+    if kind is dict:
+        return _map_to_cel(value, budget)
+    if kind is list:
+        return _list_of(value, _to_cel, budget)
+    if kind is float:
+        return float.__new__(celtypes.DoubleType, value)
+    if kind is bool:
+        return int.__new__(celtypes.BoolType, value)
     if value is None or isinstance(value, _CEL_SCALARS):
         return value
-    if isinstance(value, bool):
-        return celtypes.BoolType(value)
-    if isinstance(value, int):
-        return celtypes.IntType(value)
+    if isinstance(value, bool | int):  # subclasses (IntEnum, ...): as their plain value
+        return _to_cel(int(value), budget)
     if isinstance(value, float):
-        return celtypes.DoubleType(value)
+        return _to_cel(float(value), budget)
     if isinstance(value, str):
-        return celtypes.StringType(value)
+        return _to_cel(str(value), budget)
     if isinstance(value, Mapping):
-        return celtypes.MapType({to_cel(k): to_cel(v) for k, v in value.items()})
+        return _map_to_cel(value, budget)
     if isinstance(value, list | tuple):
-        return celtypes.ListType([to_cel(v) for v in value])
+        return _list_of(value, _to_cel, budget)
     if isinstance(value, dt.datetime):
         return celtypes.TimestampType(value if value.tzinfo else value.replace(tzinfo=dt.UTC))
     if isinstance(value, dt.timedelta):
@@ -282,12 +327,41 @@ def to_cel(value: Any) -> Any:
     raise EvaluationError(f"a {type(value).__name__} cannot be given to an expression")
 
 
+def _map_to_cel(value: Mapping[Any, Any], budget: Budget | None) -> celtypes.MapType:
+    out = celtypes.MapType()
+    for i, (k, v) in enumerate(value.items()):
+        if budget is not None and not i % _CHUNK:
+            budget.poll()
+        out[_to_cel(k, budget)] = _to_cel(v, budget)
+    return out
+
+
+def _list_of(
+    items: Sequence[Any], convert: Callable[[Any, Budget | None], Any], budget: Budget | None
+) -> list[Any]:
+    """``items`` converted one by one, as a CEL list when converting to CEL."""
+    out: list[Any] = celtypes.ListType() if convert is _to_cel else []
+    for start in range(0, len(items), _CHUNK):
+        if budget is not None:
+            budget.poll()
+        out.extend([convert(v, budget) for v in items[start : start + _CHUNK]])
+    return out
+
+
 def to_python(value: Any) -> Any:
     """Convert a CEL result to a plain JSON-ready Python value (documented above).
 
     Raises:
-        EvaluationError: the result holds an error (``{"a": 1/0}``) or a non-JSON value.
+        EvaluationError: the result holds an error (``{"a": 1/0}``) or a non-JSON value, or
+            nests too deeply.
     """
+    try:
+        return _to_python(value, current())
+    except RecursionError:
+        raise EvaluationError("an expression result nests too deeply") from None
+
+
+def _to_python(value: Any, budget: Budget | None) -> Any:
     if value is None:
         return None
     if isinstance(value, str):
@@ -307,9 +381,14 @@ def to_python(value: Any) -> Any:
     if isinstance(value, bytes):
         return base64.b64encode(value).decode("ascii")
     if isinstance(value, Mapping):
-        return {str(to_python(k)): to_python(v) for k, v in value.items()}
+        out = {}
+        for i, (k, v) in enumerate(value.items()):
+            if budget is not None and not i % _CHUNK:
+                budget.poll()
+            out[str(_to_python(k, budget))] = _to_python(v, budget)
+        return out
     if isinstance(value, list | tuple):
-        return [to_python(v) for v in value]
+        return _list_of(value, _to_python, budget)
     raise EvaluationError(f"an expression result of type {type(value).__name__} is not JSON")
 
 
@@ -365,15 +444,21 @@ def evaluate_condition(
     """
     if compiled is None:
         return ConditionOutcome("passed", None, event.id)
+    return _outcome(compiled, lambda: event_activation(event, trigger), event.id)
+
+
+def _outcome(
+    compiled: Compiled, activation: Callable[[], dict[str, Any]], event_id: str
+) -> ConditionOutcome:
     try:
-        result = compiled.evaluate(event_activation(event, trigger))
+        result = compiled.evaluate(activation())
     except EvaluationError as err:
-        return ConditionOutcome("error", str(err), event.id)
+        return ConditionOutcome("error", str(err), event_id)
     if not isinstance(result, bool):
         return ConditionOutcome(
-            "error", f"condition must give a bool, not {json_type(result)}", event.id
+            "error", f"condition must give a bool, not {json_type(result)}", event_id
         )
-    return ConditionOutcome("passed" if result else "dropped", None, event.id)
+    return ConditionOutcome("passed" if result else "dropped", None, event_id)
 
 
 def json_type(value: Any) -> str:
@@ -383,20 +468,14 @@ def json_type(value: Any) -> str:
     return names.get(type(value), type(value).__name__)
 
 
-# -- decisions shared by the trigger workflow and the dry run -----------------------------
+# -- decisions shared by the trigger workflow, the intake and the dry run -------------------
 
 
 def decide(condition: str | None, event: Event, trigger: TriggerInfo) -> ConditionOutcome:
     """The trigger's condition (its source text) on one event: what the trigger workflow
     decides, and what the dry run shows. No condition passes every event; an expression
     that no longer compiles is an ``error``, like a failed evaluation."""
-    if not condition:
-        return ConditionOutcome("passed", None, event.id)
-    try:
-        compiled = compile_expression(condition)
-    except Exception as exc:
-        return ConditionOutcome("error", str(exc), event.id)
-    return evaluate_condition(compiled, event, trigger)
+    return decide_run(condition, None, event, trigger).outcome
 
 
 @dataclass(frozen=True)
@@ -410,8 +489,23 @@ class MappedInput:
 def map_input(expression: str, event: Event, trigger: TriggerInfo) -> MappedInput:
     """Evaluate a target's ``input`` mapping (CEL over ``event`` and ``trigger``) into a
     plain JSON value; failures come back as ``error`` (never with the event's values)."""
+    return _mapped(_compiled(expression), lambda: event_activation(event, trigger))
+
+
+def _compiled(expression: str) -> Compiled | Exception:
     try:
-        value = compile_expression(expression).evaluate(event_activation(event, trigger))
+        return compile_expression(expression)
+    except Exception as exc:
+        return exc
+
+
+def _mapped(
+    compiled: Compiled | Exception, activation: Callable[[], dict[str, Any]]
+) -> MappedInput:
+    try:
+        if isinstance(compiled, Exception):
+            raise compiled
+        value = compiled.evaluate(activation())
     except (ExpressionError, EvaluationError) as err:
         return MappedInput(None, f"input mapping: {err}")
     except Exception as exc:
@@ -439,14 +533,44 @@ class RunDecision:
 
 
 def decide_run(
-    condition: str | None, input_mapping: str | None, event: Event, trigger: TriggerInfo
+    condition: str | None,
+    input_mapping: str | None,
+    event: Event,
+    trigger: TriggerInfo,
+    *,
+    budget_seconds: float | None = None,
 ) -> RunDecision:
-    """:func:`decide`, then the input mapping for events that pass. Pure and deterministic:
-    the trigger workflow calls it before starting a run, the dry run to show what would."""
-    outcome = decide(condition, event, trigger)
-    if outcome.result != "passed" or not input_mapping:
-        return RunDecision(outcome)
-    mapped = map_input(input_mapping, event, trigger)
+    """:func:`decide`, then the input mapping for events that pass (on the same activation).
+
+    Without ``budget_seconds``, pure and deterministic (no clock is read): what the trigger
+    workflow decides for an event that came without a verdict. With it (where events enter,
+    and the dry run), converting the event, the condition and the mapping together may use
+    that much of this thread's CPU time; an event that needs more is the outcome ``error``
+    ("condition exceeded its evaluation budget (100 ms CPU)"), and only that event.
+    """
+    if not condition and not input_mapping:
+        return RunDecision(ConditionOutcome("passed", None, event.id))
+    # Compiled before the budget starts: compiling is cached per expression and bounded by
+    # MAX_EXPRESSION_LENGTH; the first event after a restart must not pay for it.
+    compiled_condition = _compiled(condition) if condition else None
+    compiled_mapping = _compiled(input_mapping) if input_mapping else None
+    activation = cache(lambda: event_activation(event, trigger))
+    stage = "condition" if condition else "input mapping"
+    with cpu_budget(budget_seconds) as budget:
+        try:
+            if isinstance(compiled_condition, Exception):
+                return RunDecision(ConditionOutcome("error", str(compiled_condition), event.id))
+            outcome = ConditionOutcome("passed", None, event.id)
+            if compiled_condition is not None:
+                outcome = _outcome(compiled_condition, activation, event.id)
+            if outcome.result != "passed" or compiled_mapping is None:
+                return RunDecision(outcome)
+            stage = "input mapping"
+            mapped = _mapped(compiled_mapping, activation)
+        except BudgetExceeded:
+            spent = f"{budget.seconds * 1000:g} ms CPU" if budget else "CPU"
+            error = f"{stage} exceeded its evaluation budget ({spent})"
+            return RunDecision(ConditionOutcome("error", error, event.id))
     if mapped.error is not None:
         return RunDecision(ConditionOutcome("error", mapped.error, event.id))
     return RunDecision(outcome, True, mapped.value)
