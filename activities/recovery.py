@@ -23,9 +23,9 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from triggers.events import EventBatch, trigger_workflow_id
 from workflows.types import (
-    Recovery,
     RecoverInput,
     RecoverResult,
+    Recovery,
     TriggerInput,
     TriggerSpec,
     TriggerState,
@@ -51,7 +51,10 @@ class RecoveryActivities:
         status = previous.status.name.lower()
         handle = self._client.get_workflow_handle(previous.id, run_id=previous.run_id)
         if previous.status == WorkflowExecutionStatus.COMPLETED:
-            state = await handle.result(result_type=TriggerState)
+            done = self._client.get_workflow_handle(
+                previous.id, run_id=previous.run_id, result_type=TriggerState
+            )
+            state = await done.result()
             # A completed run ended by a disable: resuming it is the normal path, not news.
             return RecoverResult(state=state, recovery=None)
         try:

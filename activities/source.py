@@ -143,9 +143,7 @@ class ActivitySink:
             # The workflow keeps the next fire / poll time (the status shows its copy).
             await self._client.get_workflow_handle(self._workflow_id).signal(
                 "events",
-                EventBatch(
-                    [], config_version=self._config_version, next_at=next_at.isoformat()
-                ),
+                EventBatch([], config_version=self._config_version, next_at=next_at.isoformat()),
             )
             self._told_next_at = next_at
         self.heartbeat()

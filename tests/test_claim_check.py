@@ -123,9 +123,13 @@ async def test_runs_receive_the_data(cc_stack: Stack) -> None:
         assert echoed["data_ref"] is None and echoed.get("verdict") is None
 
     # The built-in run target loads the data itself.
-    r = await s.http.patch(f"/api/triggers/{tid}", json={"target": {"kind": "run"}}, headers=s.alice)
+    r = await s.http.patch(
+        f"/api/triggers/{tid}", json={"target": {"kind": "run"}}, headers=s.alice
+    )
     assert r.status_code == 200
-    assert (await post_github(s.http, tid, delivery="built-in", body=_body(9, 100_000))).status_code == 202
+    assert (
+        await post_github(s.http, tid, delivery="built-in", body=_body(9, 100_000))
+    ).status_code == 202
     handle = s.client.get_workflow_handle(run_workflow_id(tid, "built-in"))
     result = await eventually(lambda: handle.result(), timeout=20)
     assert result["event_key"] == "built-in"

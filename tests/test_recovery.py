@@ -64,9 +64,7 @@ async def test_terminated_mid_stream_resumes_without_loss(
 
     await eventually(all_ran, timeout=30)
     assert sorted(await runs_of(s.client, tid)) == sorted(f"run:{tid}:{d}" for d in accepted)
-    closed = [
-        wf.status async for wf in s.client.list_workflows(f'WorkflowId = "{wid}"')
-    ]
+    closed = [wf.status async for wf in s.client.list_workflows(f'WorkflowId = "{wid}"')]
     assert WorkflowExecutionStatus.TERMINATED in closed
 
     async def settled() -> dict[str, Any] | None:

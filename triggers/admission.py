@@ -11,8 +11,9 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from triggers import payloads
-from triggers.conditions import TriggerInfo, verdicts_for
+from triggers.conditions import TriggerInfo
 from triggers.events import Event, bound_event
+from triggers.intake import verdicts_for
 from triggers.models import Trigger
 
 

@@ -12,8 +12,8 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     from triggers.conditions import TriggerInfo
     from triggers.events import Event
-    from workflows.graph_run import GraphRun
     from triggers.payload_contracts import LOAD_PAYLOAD, LoadPayloadInput, LoadPayloadResult
+    from workflows.graph_run import GraphRun
     from workflows.types import TRIGGER_PROVIDER, RunResult
 
 

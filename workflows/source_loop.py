@@ -60,9 +60,7 @@ class SourceLoop:
     async def _config_change(self, version: int, timeout: timedelta | None = None) -> None:
         wf = self._wf
         await workflow.wait_condition(
-            lambda: (
-                not wf.spec.enabled or wf.spec.config_version != version or wf.continuing
-            ),
+            lambda: not wf.spec.enabled or wf.spec.config_version != version or wf.continuing,
             timeout=timeout,
         )
 

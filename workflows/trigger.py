@@ -163,9 +163,7 @@ class TriggerWorkflow:
         large backlog spilled to the database. Never waits for the backlog itself."""
         self._continuing = True
         self._source.stop()  # the next run restarts it from the cursor
-        await workflow.wait_condition(
-            lambda: self._in_flight == 0 and not self._source.running
-        )
+        await workflow.wait_condition(lambda: self._in_flight == 0 and not self._source.running)
         await workflow.wait_condition(workflow.all_handlers_finished)
         carry, rest = intake.split_carry(
             self._state.pending, max_events=CARRY_MAX_EVENTS, max_bytes=CARRY_MAX_BYTES
@@ -497,7 +495,11 @@ class TriggerWorkflow:
             run_id=run_id,
             workflow_type=workflow_type,
             task_queue=task_queue,
-            size=intake.json_size(first) if spec.target.kind == "workflow" else 0,
+            size=(
+                workflow.payload_converter().to_payload(first).ByteSize()
+                if spec.target.kind == "workflow"
+                else 0
+            ),
         )
         if refusal is not None:
             raise ValueError(refusal)
