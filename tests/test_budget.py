@@ -5,17 +5,20 @@ what counts as a condition outcome; threads; the event loop stays free."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from types import FrameType
 from typing import Any
 
 import pytest
 
+from triggers import cel_budget
+from triggers.cel_budget import BudgetExceeded, cpu_budget
 from triggers.conditions import (
     EVALUATION_BUDGET_SECONDS,
     TriggerInfo,
@@ -51,11 +54,34 @@ def size(ev: Event) -> int:
     return len(json.dumps(ev.data, separators=(",", ":")))
 
 
-def cpu(fn: Callable[[], Any]) -> tuple[Any, float]:
-    """``fn()`` and the CPU time this thread spent on it."""
+_full_collections = threading.local()
+
+
+def _full_collection(phase: str, info: dict[str, int]) -> None:
+    if info["generation"] == 2:
+        if phase == "start":
+            _full_collections.started = time.thread_time()
+        else:
+            pause = time.thread_time() - _full_collections.started
+            _full_collections.total = getattr(_full_collections, "total", 0.0) + pause
+
+
+@pytest.fixture(autouse=True)
+def _measure_full_collections() -> Iterator[None]:
+    gc.callbacks.append(_full_collection)
+    yield
+    gc.callbacks.remove(_full_collection)
+
+
+def cpu(fn: Callable[[], Any], budget: float = BUDGET) -> tuple[Any, float]:
+    """``fn()`` and the CPU time this thread spent on it as a budget counts it: without
+    the pauses of full collections, up to ``GC_CREDIT_BUDGETS`` budgets of them."""
+    before = getattr(_full_collections, "total", 0.0)
     start = time.thread_time()
     result = fn()
-    return result, time.thread_time() - start
+    spent = time.thread_time() - start
+    paused = getattr(_full_collections, "total", 0.0) - before
+    return result, spent - min(paused, cel_budget.GC_CREDIT_BUDGETS * budget)
 
 
 def verdict(
@@ -83,7 +109,7 @@ def test_a_heavy_condition_is_an_error_naming_the_budget_within_twice_the_budget
 
 def test_the_budget_is_a_parameter() -> None:
     small = 0.02
-    got, spent = cpu(lambda: verdict(HEAVY, None, JUST_UNDER_199_KB, budget=small))
+    got, spent = cpu(lambda: verdict(HEAVY, None, JUST_UNDER_199_KB, budget=small), small)
     assert got.error == "condition exceeded its evaluation budget (20 ms CPU)"
     assert spent < 2 * small + 0.02, spent  # + freeing what it had built
     # The same condition fits a larger budget (it takes ~1-3 s): not under 50 ms.
@@ -181,6 +207,25 @@ def test_each_thread_keeps_its_own_budget() -> None:
         assert got.error == OVER
         assert spent < 2 * BUDGET, spent
     assert results[2][0].result == "passed"
+
+
+def test_garbage_collector_pauses_do_not_count_up_to_a_cap() -> None:
+    """A full collection costs in proportion to the whole process's heap (~0.1 s in this
+    test process), not to the event: it must not fail an innocent event's evaluation. An
+    evaluation that keeps the collector busy is still stopped."""
+    start = time.thread_time()
+    gc.collect()
+    budget = (time.thread_time() - start) / 2
+    with cpu_budget(budget) as b:
+        assert b is not None
+        gc.collect()  # twice the budget, all of it the collector's
+        b.next_check = 0.0
+        b.poll()
+        with pytest.raises(BudgetExceeded):
+            for _ in range(4 * cel_budget.GC_CREDIT_BUDGETS):
+                gc.collect()
+                b.next_check = 0.0
+                b.poll()
 
 
 def test_a_trace_function_already_installed_stays_and_keeps_seeing_calls() -> None:
