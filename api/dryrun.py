@@ -19,7 +19,7 @@ from api.schemas import (
     SampleEvent,
 )
 from triggers import graph as graphs
-from triggers.conditions import TriggerInfo, decide_run
+from triggers.conditions import EVALUATION_BUDGET_SECONDS, TriggerInfo, decide_run
 from triggers.events import Event, run_workflow_id
 from triggers.models import Trigger
 from workflows.types import RecentEvent
@@ -88,7 +88,9 @@ def try_events(trigger: Trigger, events: Iterable[tuple[Event, bool]]) -> list[D
             graph_error = str(err)
     results = []
     for event, truncated in events:
-        decision = decide_run(spec.condition, mapping, event, info)
+        decision = decide_run(
+            spec.condition, mapping, event, info, budget_seconds=EVALUATION_BUDGET_SECONDS
+        )
         run_input: Any = None
         if decision.would_start and spec.target.kind == "workflow":
             run_input = decision.input if decision.mapped else dataclasses.asdict(event)

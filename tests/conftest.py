@@ -180,19 +180,30 @@ async def make_stack(
             yield Stack(http, client, settings, keys["alice"], keys["bob"], keys["carol"])
 
 
-@pytest.fixture
-async def stack(
-    db_url: str, client: Client, worker: Worker, task_queue: str, secret_keys: str
+@asynccontextmanager
+async def stack_with_worker(
+    db: str, client: Client, secret_keys: str, **overrides: Any
 ) -> AsyncIterator[Stack]:
-    """The stack on each database kind."""
-    async with make_stack(db_url, client, task_queue, secret_keys) as s:
+    """The stack plus a worker of its own on the same database and a task queue of its own:
+    activities read that database (claim-checked event data, trigger configs)."""
+    queue = f"stack-{uuid.uuid4().hex[:8]}"
+    settings = Settings(task_queue=queue, database_url=db, secret_keys=SecretStr(secret_keys))
+    async with (
+        build_worker(client, settings),
+        make_stack(db, client, queue, secret_keys, **overrides) as s,
+    ):
         yield s
 
 
 @pytest.fixture
-async def sqlite_stack(
-    sqlite_url: str, client: Client, worker: Worker, task_queue: str, secret_keys: str
-) -> AsyncIterator[Stack]:
+async def stack(db_url: str, client: Client, secret_keys: str) -> AsyncIterator[Stack]:
+    """The stack on each database kind."""
+    async with stack_with_worker(db_url, client, secret_keys) as s:
+        yield s
+
+
+@pytest.fixture
+async def sqlite_stack(sqlite_url: str, client: Client, secret_keys: str) -> AsyncIterator[Stack]:
     """The stack on SQLite only, for tests about Temporal behaviour rather than storage."""
-    async with make_stack(sqlite_url, client, task_queue, secret_keys) as s:
+    async with stack_with_worker(sqlite_url, client, secret_keys) as s:
         yield s

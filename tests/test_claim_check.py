@@ -6,21 +6,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from pydantic import SecretStr
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.worker import Worker
 
-from tests.conftest import Stack, eventually, make_stack
+from tests.conftest import Stack, eventually, stack_with_worker
 from tests.helpers import count_runs, github_trigger, post_github
 from tests.user_workflows import UserEcho
 from triggers.events import CLAIM_CHECK_BYTES, run_workflow_id, trigger_workflow_id
-from triggers.settings import Settings
-from workers.main import build_worker
 from workflows.trigger import CONTINUE_AT_BYTES, CONTINUE_AT_LENGTH
 
 # The bound this test holds every run of the trigger workflow to (README "Bounds"):
@@ -31,24 +27,18 @@ HISTORY_BYTES_BOUND = CONTINUE_AT_BYTES + 2 * 1024 * 1024
 
 @pytest.fixture
 async def cc_stack(sqlite_url: str, client: Client, secret_keys: str) -> AsyncIterator[Stack]:
-    queue = f"cc-{uuid.uuid4().hex[:8]}"
-    settings = Settings(
-        task_queue=queue, database_url=sqlite_url, secret_keys=SecretStr(secret_keys)
-    )
-    async with (
-        build_worker(client, settings),
-        Worker(client, task_queue=f"user-{queue}", workflows=[UserEcho]),
-        make_stack(
-            sqlite_url,
-            client,
-            queue,
-            secret_keys,
-            # "As fast as the API accepts them": the rate limit is not what is tested here.
-            webhook_rate_limit_per_second=100_000.0,
-            webhook_rate_limit_burst=100_000,
-        ) as stack,
-    ):
-        yield stack
+    # "As fast as the API accepts them": the rate limit is not what is tested here.
+    async with stack_with_worker(
+        sqlite_url,
+        client,
+        secret_keys,
+        webhook_rate_limit_per_second=100_000.0,
+        webhook_rate_limit_burst=100_000,
+    ) as stack:
+        async with Worker(
+            client, task_queue=f"user-{stack.settings.task_queue}", workflows=[UserEcho]
+        ):
+            yield stack
 
 
 def _body(i: int, size: int) -> bytes:

@@ -7,29 +7,19 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from pydantic import SecretStr
 from temporalio.client import Client, WorkflowExecutionStatus
 
 import tests.fake_providers  # noqa: F401  (registers test_list)
-from tests.conftest import Stack, eventually, make_stack
+from tests.conftest import Stack, eventually, stack_with_worker
 from tests.fake_providers import ListProvider
 from tests.helpers import count_runs, runs_of
 from triggers.events import trigger_workflow_id
-from triggers.settings import Settings
-from workers.main import build_worker
 
 
 @pytest.fixture
 async def src_stack(sqlite_url: str, client: Client, secret_keys: str) -> AsyncIterator[Stack]:
     """A stack with its own worker on the test's database (the source reads it)."""
-    queue = f"src-{uuid.uuid4().hex[:8]}"
-    settings = Settings(
-        task_queue=queue, database_url=sqlite_url, secret_keys=SecretStr(secret_keys)
-    )
-    async with (
-        build_worker(client, settings),
-        make_stack(sqlite_url, client, queue, secret_keys) as stack,
-    ):
+    async with stack_with_worker(sqlite_url, client, secret_keys) as stack:
         yield stack
 
 

@@ -329,7 +329,7 @@ async def test_any_error_on_the_status_path_is_503_then_the_next_request_answers
     ("call", "error", "cause"),
     [
         (
-            "describe",
+            "start",
             rpc(RPCStatusCode.PERMISSION_DENIED),
             "Temporal refused the call (PERMISSION_DENIED)",
         ),

@@ -10,9 +10,12 @@ import json
 from dataclasses import replace
 from typing import Any
 
-from triggers.conditions import ConditionOutcome, RunDecision
-from triggers.events import Event, Verdict
-from workflows.types import RecentEvent
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from triggers.conditions import ConditionOutcome, RunDecision
+    from triggers.events import Event, Verdict
+    from workflows.types import RecentEvent
 
 # Temporal's limit on workflow ids, task queue and workflow type names (characters).
 TEMPORAL_NAME_LIMIT = 1000

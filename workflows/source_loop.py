@@ -12,7 +12,8 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
 from temporalio.workflow import ActivityCancellationType, ActivityHandle
 
-from triggers.sources import CONFIG_ERROR, SourceInput, SourceResult
+with workflow.unsafe.imports_passed_through():
+    from triggers.sources import CONFIG_ERROR, SourceInput, SourceResult
 
 if TYPE_CHECKING:
     from workflows.trigger import TriggerWorkflow

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 
 from fastapi import APIRouter
 
@@ -10,6 +11,21 @@ from api import control, dryrun
 from api.deps import CurrentUser, SessionDep, StateDep
 from api.routes.triggers import _load
 from api.schemas import DryRunIn, DryRunOut
+from triggers import payloads
+from triggers.events import Event
+from workflows.types import RecentEvent
+
+
+async def _with_data(session: SessionDep, recent: RecentEvent) -> tuple[Event, bool]:
+    """A recent event with its claim-checked data loaded (``True``: the data is gone)."""
+    event = dryrun.event_of_recent(recent)
+    if recent.data_ref is None:
+        return event, recent.data_truncated
+    try:
+        return replace(event, data=await payloads.load(session, ref=recent.data_ref)), False
+    except payloads.PayloadMissing:
+        return event, True
+
 
 router = APIRouter(prefix="/api/triggers", tags=["triggers"])
 
@@ -26,8 +42,8 @@ async def test_trigger(
 
     Give sample ``events`` (shaped like the trigger's events: ``id``, ``key`` (default: the
     id), ``source``, ``type``, ``time``, ``subject``, ``data``, ``headers``), or ``last``:
-    the trigger's latest accepted events (up to 20 are kept; data over 16 KiB is not, and
-    such an event is tried with null data and ``data_truncated: true``).
+    the trigger's latest accepted events (up to 20 are kept; large data is read back from
+    the claim-check store; data no longer there is tried as null, ``data_truncated: true``).
 
     For each event: whether it would start a run, the condition's outcome (``passed``,
     ``dropped`` or ``error`` with the message), the input a ``workflow`` target's run would
@@ -42,5 +58,5 @@ async def test_trigger(
             "recent events unknown", retry_after=state.settings.retry_after_seconds
         ):
             recent = await control.recent_events(state.client, str(trigger.id))
-        events = [(dryrun.event_of_recent(r), r.data_truncated) for r in recent[-body.last :]]
+        events = [await _with_data(session, r) for r in recent[-body.last :]]
     return DryRunOut(results=dryrun.try_events(trigger, events))
