@@ -28,13 +28,12 @@ from temporalio.workflow import ChildWorkflowCancellationType, ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     # Passed through: the CEL parser touches the file system when it is first imported.
-    from triggers.conditions import TriggerInfo, decide_run
-    from triggers.events import Event, EventBatch, Verdict, run_workflow_id
-    from triggers.payload_contracts import LOAD_PAYLOAD, LoadPayloadInput, LoadPayloadResult
-
     # Imported here, not only by the modules below, so that the sandbox knows them: the
     # data converter resolves their dataclasses' type hints through the sandbox's modules.
     import triggers.sources  # noqa: F401
+    from triggers.conditions import TriggerInfo, decide_run
+    from triggers.events import Event, EventBatch, Verdict, run_workflow_id
+    from triggers.payload_contracts import LOAD_PAYLOAD, LoadPayloadInput, LoadPayloadResult
     from workflows import intake
     from workflows.source_loop import SourceLoop
     from workflows.types import (
