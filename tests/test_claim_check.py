@@ -82,6 +82,8 @@ async def test_a_thousand_max_size_deliveries_all_run(cc_stack: Stack) -> None:
 
     await eventually(all_ran, timeout=240, interval=1.0)
     runs = await _trigger_runs(s.client, tid)
+    # The figures (shown with pytest -s): each trigger-workflow run's history events, bytes.
+    print("trigger history per run:", [(length, nbytes) for _, _, length, nbytes in runs])
     assert all(status != WorkflowExecutionStatus.TERMINATED for _, status, _, _ in runs)
     assert all(length <= HISTORY_LENGTH_BOUND for _, _, length, _ in runs), runs
     assert all(nbytes <= HISTORY_BYTES_BOUND for _, _, _, nbytes in runs), runs
