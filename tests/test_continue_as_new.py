@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -11,14 +10,12 @@ import pytest
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.worker import Worker
 
-from tests.conftest import Stack, eventually, make_stack
+from tests.conftest import Stack, eventually, stack_with_worker
 from tests.helpers import count_runs, github_trigger, post_github
 from tests.user_workflows import HeldRun
 from triggers.db import upgrade
 from triggers.devserver import DevServer
 from triggers.events import run_workflow_id, trigger_workflow_id
-from triggers.settings import Settings
-from workers.main import build_worker
 
 
 @pytest.fixture
@@ -29,16 +26,17 @@ async def can_stack(tmp_path: Path, secret_keys: str) -> AsyncIterator[tuple[Sta
     await server.start()
     try:
         client = await Client.connect(server.address)
-        queue = f"can-{uuid.uuid4().hex[:6]}"
-        user_queue = f"user-{queue}"
         url = f"sqlite+aiosqlite:///{tmp_path / 'can.db'}"
         await asyncio.to_thread(upgrade, url)
-        settings = Settings(task_queue=queue)
-        async with (
-            build_worker(client, settings),
-            Worker(client, task_queue=user_queue, workflows=[HeldRun]),
-        ):
-            async with make_stack(url, client, queue, secret_keys) as stack:
+        async with stack_with_worker(
+            url,
+            client,
+            secret_keys,
+            webhook_rate_limit_per_second=100_000.0,
+            webhook_rate_limit_burst=100_000,
+        ) as stack:
+            user_queue = f"user-{stack.settings.task_queue}"
+            async with Worker(client, task_queue=user_queue, workflows=[HeldRun]):
                 yield stack, user_queue
     finally:
         await server.stop()
@@ -101,3 +99,38 @@ async def test_dedup_and_in_flight_runs_survive_continue_as_new(
     assert await held.result() == "released held-0"
     desc = await s.client.get_workflow_handle(trigger_workflow_id(tid)).describe()
     assert desc.status == WorkflowExecutionStatus.RUNNING
+
+
+async def test_a_backlog_is_carried_and_spilled_never_waited_for(
+    can_stack: tuple[Stack, str],
+) -> None:
+    """Continue-as-new every ~40 events while a burst is pending: the backlog rides along
+    (the part too large for the input spilled to the database), and every event runs."""
+    s, _ = can_stack
+    tid = (await s.create_trigger(github_trigger(name="backlog")))["id"]
+    sem = asyncio.Semaphore(32)
+
+    async def send(i: int) -> int:
+        async with sem:
+            return (await post_github(s.http, tid, delivery=f"b-{i}")).status_code
+
+    n = 1_500
+    assert (await asyncio.gather(*(send(i) for i in range(n)))).count(202) == n
+
+    async def all_ran() -> bool:
+        return await count_runs(s.client, tid) == n
+
+    await eventually(all_ran, timeout=180, interval=0.5)
+    ids = [wf.id async for wf in s.client.list_workflows(f'TriggerId="{tid}"')]
+    assert len(set(ids)) == n
+    activities: set[str] = set()
+    statuses = []
+    async for wf in s.client.list_workflows(f'WorkflowId = "{trigger_workflow_id(tid)}"'):
+        statuses.append(wf.status)
+        history = await s.client.get_workflow_handle(wf.id, run_id=wf.run_id).fetch_history()
+        for e in history.events:
+            if e.HasField("activity_task_scheduled_event_attributes"):
+                activities.add(e.activity_task_scheduled_event_attributes.activity_type.name)
+    assert WorkflowExecutionStatus.TERMINATED not in statuses
+    assert len(statuses) > 3  # it continued as new while the backlog was there
+    assert {"spill_events", "unspill_events"} <= activities

@@ -55,4 +55,4 @@ async def test_fresh_trigger_history_replays(sqlite_stack: Stack) -> None:
     history = await handle.fetch_history()
     await _replayer().replay_workflow(history)
     if os.environ.get("TRIGGERS_SAVE_HISTORY"):
-        (HISTORIES / "trigger_workflow_v1.json").write_text(history.to_json())
+        (HISTORIES / "trigger_workflow_v2.json").write_text(history.to_json())

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
@@ -17,6 +18,8 @@ with workflow.unsafe.imports_passed_through():
     from triggers.events import Event, Verdict
     from workflows.types import RecentEvent
 
+# Loading claim-checked data: a database read.
+LOAD_TIMEOUT = timedelta(seconds=30)
 # Temporal's limit on workflow ids, task queue and workflow type names (characters).
 TEMPORAL_NAME_LIMIT = 1000
 # A run's input above this (bytes of JSON) is not sent: the server's blob limit is 2 MiB.
