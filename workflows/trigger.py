@@ -155,14 +155,16 @@ class TriggerWorkflow(RunStarts):
         self._source.stop()  # the next run restarts it from the cursor
         await workflow.wait_condition(lambda: self._in_flight == 0 and not self._source.running)
         await workflow.wait_condition(workflow.all_handlers_finished)
+        held = len(self._state.pending)
         carry, rest = intake.split_carry(
-            self._state.pending, max_events=CARRY_MAX_EVENTS, max_bytes=CARRY_MAX_BYTES
+            self._state.pending[:held], max_events=CARRY_MAX_EVENTS, max_bytes=CARRY_MAX_BYTES
         )
         if rest:
             refs = await self._spill(rest)
             self._state.spilled_refs = refs + self._state.spilled_refs
             self._state.spilled += len(rest)
-        self._state.pending = carry
+        # Events signalled while the spill ran are carried too.
+        self._state.pending = carry + self._state.pending[held:]
         self._state.continued_as_new += 1
         self._state.recent_keys = list(self._recent)[-RECENT_KEYS:]
         workflow.continue_as_new(TriggerInput(spec=self._spec, state=self._state))
