@@ -25,6 +25,7 @@ with workflow.unsafe.imports_passed_through():
     # Passed through: the CEL parser touches the file system when it is first imported.
     # Imported here, not only by the modules below, so that the sandbox knows them: the
     # data converter resolves their dataclasses' type hints through the sandbox's modules.
+    import triggers.payload_contracts  # noqa: F401
     import triggers.sources  # noqa: F401
     from triggers.events import Event, EventBatch
     from workflows import intake
