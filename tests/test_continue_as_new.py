@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from temporalio.client import Client, WorkflowExecutionStatus
@@ -134,3 +135,50 @@ async def test_a_backlog_is_carried_and_spilled_never_waited_for(
     assert WorkflowExecutionStatus.TERMINATED not in statuses
     assert len(statuses) > 3  # it continued as new while the backlog was there
     assert {"spill_events", "unspill_events"} <= activities
+
+
+async def test_the_overlap_guard_holds_across_continue_as_new(
+    can_stack: tuple[Stack, str],
+) -> None:
+    """``overlap: skip`` with a run still running when the trigger continues as new: the
+    next run of the trigger workflow keeps skipping until that run is over."""
+    s, user_queue = can_stack
+    body = {
+        "name": "guarded",
+        "provider": "cron",
+        "config": {"every": "1s", "overlap": "skip"},
+        "target": {"kind": "workflow", "workflow_type": "HeldRun", "task_queue": user_queue},
+    }
+    tid = (await s.create_trigger(body))["id"]
+
+    async def status() -> dict[str, Any]:
+        r = await s.http.get(f"/api/triggers/{tid}/status", headers=s.alice)
+        assert r.status_code == 200, r.text
+        data: dict[str, Any] = r.json()
+        return data
+
+    async def skipped_after_continue() -> bool:
+        st = await status()
+        return bool(st["continued_as_new"] >= 1 and st["skipped"] >= 2)
+
+    await eventually(skipped_after_continue, timeout=60, interval=0.5)
+    before = (await status())["continued_as_new"]
+
+    async def skipped_in_new_run() -> bool:
+        st = await status()
+        return bool(st["continued_as_new"] > before and st["skipped"] >= 4)
+
+    await eventually(skipped_in_new_run, timeout=60, interval=0.5)
+    runs = [wf.id async for wf in s.client.list_workflows(f'TriggerId="{tid}"')]
+    assert len(runs) == 1, runs  # the held run only: every later slot was skipped
+    await s.client.get_workflow_handle(runs[0]).signal(HeldRun.release)
+
+    async def second_run() -> bool:
+        return await count_runs(s.client, tid) >= 2
+
+    await eventually(second_run, timeout=30, interval=0.5)
+    await s.http.post(f"/api/triggers/{tid}/disable", headers=s.alice)
+    for wf_id in [wf.id async for wf in s.client.list_workflows(f'TriggerId="{tid}"')]:
+        handle = s.client.get_workflow_handle(wf_id)
+        if (await handle.describe()).status == WorkflowExecutionStatus.RUNNING:
+            await handle.signal(HeldRun.release)
