@@ -7,6 +7,7 @@ needed, once, and not for values the run never reads.
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -31,16 +32,18 @@ class PayloadActivities:
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
 
-    @activity.defn(name=LOAD_PAYLOAD)
-    async def load_payload(self, inp: LoadPayloadInput) -> LoadPayloadResult:
+    async def _load(self, ref: str) -> Any:
         try:
             async with self._sessions() as session:
-                data = await payloads.load(session, ref=inp.ref)
+                return await payloads.load(session, ref=ref)
         except payloads.PayloadMissing as exc:
             # Retrying cannot bring a swept row back. The message is the ref only: errors
             # are recorded in history and shown in the Web UI.
             raise ApplicationError(str(exc), type=PAYLOAD_MISSING, non_retryable=True) from None
-        result = LoadPayloadResult(data=data)
+
+    @activity.defn(name=LOAD_PAYLOAD)
+    async def load_payload(self, inp: LoadPayloadInput) -> LoadPayloadResult:
+        result = LoadPayloadResult(data=await self._load(inp.ref))
         # Measured as the worker will send it (its converter: JSON with ASCII escapes, so
         # non-ASCII text counts up to three times its UTF-8 size).
         size = activity.payload_converter().to_payload(result).ByteSize()
@@ -66,11 +69,7 @@ class PayloadActivities:
 
     @activity.defn(name="unspill_events")
     async def unspill_events(self, inp: UnspillInput) -> UnspillResult:
-        try:
-            async with self._sessions() as session:
-                data = await payloads.load(session, ref=inp.ref)
-        except payloads.PayloadMissing as exc:
-            raise ApplicationError(str(exc), type=PAYLOAD_MISSING, non_retryable=True) from None
+        data = await self._load(inp.ref)
         converter = activity.payload_converter()
         result: UnspillResult = converter.from_payload(
             converter.to_payload({"events": data}), UnspillResult
