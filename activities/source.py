@@ -290,7 +290,9 @@ class SourceActivities:
 
     async def _fail(self, trigger_id: str, message: str) -> NoReturn:
         await self._set_status(trigger_id, TriggerStatus.FAILED, message)
-        raise ApplicationError(message, type=CONFIG_ERROR, non_retryable=True)
+        # ``from None``: called inside ``except`` blocks, and the SDK would otherwise send the
+        # caught exception (a driver's error may quote a password) along as the cause.
+        raise ApplicationError(message, type=CONFIG_ERROR, non_retryable=True) from None
 
     async def _beat(self, sink: ActivitySink) -> None:
         # Cancellation only reaches an activity that heartbeats; idle sources must too.

@@ -164,3 +164,31 @@ async def test_long_waits_park_the_source_on_a_timer(src_stack: Stack) -> None:
     await eventually(no_activity)
     state = await handle.query("status")
     assert state["next_at"] is not None
+
+
+async def test_a_config_error_carries_no_cause_chain() -> None:
+    """The redacted error is raised inside ``except``: the caught one (which may quote a
+    secret) must not ride along as its cause, which the SDK would serialise to history."""
+    from temporalio.api.failure.v1 import Failure
+    from temporalio.converter import DefaultFailureConverter, DefaultPayloadConverter
+    from temporalio.exceptions import ApplicationError
+
+    from activities.source import SourceActivities
+
+    class _NoStatus(SourceActivities):
+        async def _set_status(self, trigger_id: str, status: Any, error: str | None) -> None:
+            return None
+
+    acts = _NoStatus.__new__(_NoStatus)
+    try:
+        try:
+            raise RuntimeError("password authentication failed: pw-LEAK-1234")
+        except RuntimeError:
+            await acts._fail("t", "invalid database config")
+    except ApplicationError as err:
+        failure = Failure()
+        DefaultFailureConverter().to_failure(err, DefaultPayloadConverter(), failure)
+        assert "pw-LEAK-1234" not in str(failure)
+        assert not failure.HasField("cause")
+    else:
+        raise AssertionError("no error raised")
