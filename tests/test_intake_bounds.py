@@ -126,3 +126,22 @@ async def test_refused_target_is_recorded_and_the_trigger_goes_on(sqlite_stack: 
     assert r.status_code == 200, r.text
     await _runs_within_10s(s, tid, "after-refused")
     assert (await _status(s, tid))["failed_starts"] == 1
+
+
+async def test_json_depth_is_bounded(sqlite_stack: Stack) -> None:
+    from triggers.providers.webhook import MAX_JSON_DEPTH
+
+    s = sqlite_stack
+    tid = (await s.create_trigger(github_trigger(name="deep")))["id"]
+
+    def nested(depth: int) -> bytes:
+        return ("[" * (depth - 1) + "{}" + "]" * (depth - 1)).encode()
+
+    for depth, code in ((MAX_JSON_DEPTH, 202), (MAX_JSON_DEPTH + 1, 400)):
+        r = await post_github(s.http, tid, delivery=f"deep-{depth}", body=nested(depth))
+        assert r.status_code == code, (depth, r.text)
+    for depth in (10 * MAX_JSON_DEPTH, 10_000):
+        r = await post_github(s.http, tid, delivery=f"deep-{depth}", body=nested(depth))
+        assert r.status_code == 400 and "nests deeper" in r.json()["detail"], r.text
+    # The connection and the trigger are fine afterwards.
+    await _runs_within_10s(s, tid, "shallow-after-deep")

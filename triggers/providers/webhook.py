@@ -159,11 +159,39 @@ def parse_body(config: WebhookConfig, content_type: str, body: bytes) -> tuple[A
     raise WebhookRejected(415, f"unsupported content type {media or '(none)'!r}")
 
 
+# JSON nested deeper than this is refused (400): deeper data would overflow the recursion
+# of every later step (conditions, storage, Temporal's converter).
+MAX_JSON_DEPTH = 100
+
+
 def _json(raw: bytes | str) -> Any:
     try:
-        return json.loads(raw)
+        value = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise WebhookRejected(400, f"body is not valid JSON: {exc.args[0]}") from None
+    except RecursionError:
+        raise WebhookRejected(400, f"JSON nests deeper than {MAX_JSON_DEPTH} levels") from None
+    if _too_deep(value):
+        raise WebhookRejected(400, f"JSON nests deeper than {MAX_JSON_DEPTH} levels")
+    return value
+
+
+def _too_deep(value: Any) -> bool:
+    """Whether containers nest deeper than MAX_JSON_DEPTH (iterative: no recursion)."""
+    if not isinstance(value, dict | list):
+        return False
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = (
+            item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
+        )
+        for child in children:
+            if isinstance(child, dict | list):
+                if depth + 1 > MAX_JSON_DEPTH:
+                    return True
+                stack.append((child, depth + 1))
+    return False
 
 
 def _get(data: Any, *path: str) -> Any:
