@@ -12,29 +12,26 @@ import asyncio
 import contextlib
 import math
 import os
-import signal
-import tempfile
 import time
 import uuid
 from collections import Counter
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
 from _common import (
     STARTUP_TIMEOUT,
-    Procs,
     cpu_delta,
     cpu_seconds,
+    isolate_network,
     loadavg,
     log,
     percentiles,
     run_and_report,
     spawn_noop_worker,
-    start_product,
     wait_pollers,
 )
+from _stack import bench_stack
 from temporalio.client import (
     Client,
     Schedule,
@@ -46,8 +43,6 @@ from temporalio.client import (
     WorkflowExecution,
 )
 from temporalio.common import SearchAttributeKey
-
-from triggers.devserver import DevServer
 
 CRON = "* * * * * *"  # ours: 6 fields, seconds first = every second
 EVERY = timedelta(seconds=1)  # Temporal: its 6-field cron has a year last, not seconds
@@ -123,42 +118,22 @@ async def list_runs(client: Client, query: str, limit: int) -> list[WorkflowExec
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    task = asyncio.current_task()
-    assert task is not None
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
     load_start = loadavg()
-    with tempfile.TemporaryDirectory(prefix="triggers-bench-") as tmpdir:
-        tmp, server = Path(tmpdir), None
-        procs = Procs(tmp)
+    async with bench_stack(namespace=args.namespace, db_file=args.db_file) as stack:
         try:
-            persistence = "sqlite-file" if args.db_file else "in-memory"
-            db_file = tmp / "temporal.db" if args.db_file else None
-            server = DevServer(headless=True, db_filename=db_file, log_file=tmp / "t.log")
-            log(f"starting Temporal dev server ({persistence})")
-            await server.start()
-            address = server.address
-            api_url, api_key, product_queue = await start_product(address, tmp, procs)
-            client = await Client.connect(address, namespace=args.namespace)
-            await wait_pollers(client, product_queue, procs)
             queue = f"bench-noop-{uuid.uuid4().hex[:8]}"
             life = args.seconds + 3 * STARTUP_TIMEOUT + 300
-            await spawn_noop_worker(procs, tmp, address, args.namespace, queue, life)
-            await wait_pollers(client, queue, procs)
-            pids = procs.pids()
-            pids.update({"temporal": server.pid} if server.pid else {})
-            async with httpx.AsyncClient(base_url=api_url, timeout=30) as http:
-                result = await measure(client, http, api_key, queue, pids, args)
+            await spawn_noop_worker(
+                stack.procs, stack.tmp, stack.address, args.namespace, queue, life
+            )
+            await wait_pollers(stack.client, queue, stack.procs)
         except Exception:
-            procs.dump_logs()
+            stack.procs.dump_logs()
             raise
-        finally:
-            log("stopping")
-            stopping = time.monotonic()
-            await procs.stop_all()
-            if server is not None:
-                await server.stop()
-            log(f"stopped everything in {time.monotonic() - stopping:.1f}s")
-    result["config"].update(persistence=persistence, loadavg_start=load_start)
+        pids = {**stack.procs.pids(), **stack.pids}
+        async with httpx.AsyncClient(base_url=stack.api_url, timeout=30) as http:
+            result = await measure(stack.client, http, stack.api_key, queue, pids, args)
+    result["config"].update(persistence=stack.persistence, loadavg_start=load_start)
     result["config"]["loadavg_end"] = loadavg()
     return result
 
@@ -268,6 +243,7 @@ def main() -> None:
     if args.seconds < 1 or args.warmup < 0 or args.grace < 0:
         p.error("--seconds must be >= 1, --warmup and --grace >= 0")
     hard_cap = args.seconds + args.warmup + args.grace + 4 * STARTUP_TIMEOUT + 120
+    isolate_network()
     run_and_report(run(args), hard_cap=hard_cap, checked=True)
 
 
