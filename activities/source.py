@@ -26,7 +26,7 @@ from temporalio.exceptions import ApplicationError
 from triggers import store
 from triggers.admission import Admission, admit
 from triggers.crypto import SecretBox
-from triggers.events import Event, EventBatch, trigger_workflow_id
+from triggers.events import Event, EventBatch, signal_size, trigger_workflow_id
 from triggers.models import TriggerStatus, User
 from triggers.providers import UnknownProvider, get_provider
 from triggers.providers.base import (
@@ -108,11 +108,14 @@ class ActivitySink:
     def heartbeat(self) -> None:
         activity.heartbeat(self.details())
 
-    async def _signal(self, events: list[Event], cursor: Cursor) -> None:
+    async def _signal(
+        self, events: list[Event], cursor: Cursor, next_at: str | None = None
+    ) -> None:
         # Persisted when this returns: only then may the cursor move past these events.
-        await self._client.get_workflow_handle(self._workflow_id).signal(
-            "events", EventBatch(events, cursor=cursor, config_version=self._config_version)
+        batch = EventBatch(
+            events, cursor=cursor, config_version=self._config_version, next_at=next_at
         )
+        await self._client.get_workflow_handle(self._workflow_id).signal("events", batch)
 
     async def emit(self, events: Sequence[Event], *, cursor: Cursor = None) -> None:
         batches = _batches(await self._admit(list(events)))
@@ -141,10 +144,7 @@ class ActivitySink:
         self.next_at = next_at or (now + timedelta(seconds=seconds))
         if next_at is not None and next_at != self._told_next_at:
             # The workflow keeps the next fire / poll time (the status shows its copy).
-            await self._client.get_workflow_handle(self._workflow_id).signal(
-                "events",
-                EventBatch([], config_version=self._config_version, next_at=next_at.isoformat()),
-            )
+            await self._signal([], None, next_at=next_at.isoformat())
             self._told_next_at = next_at
         self.heartbeat()
         # Park on the provider's horizon (when it next needs to act), not on this one wait:
@@ -167,7 +167,7 @@ def _batches(events: list[Event]) -> list[list[Event]]:
     out: list[list[Event]] = []
     size = 0
     for event in events:
-        approx = len(repr(event.data)) + 256
+        approx = signal_size(event)
         if not out or len(out[-1]) >= MAX_BATCH_EVENTS or size + approx > MAX_BATCH_BYTES:
             out.append([])
             size = 0

@@ -86,6 +86,13 @@ class EventBatch:
     next_at: str | None = None
 
 
+def signal_size(event: Event) -> int:
+    """About the bytes an event adds to the signal carrying it (large data is a reference
+    by then): what batching signals by size counts."""
+    data = 0 if event.data_ref else len(repr(event.data))
+    return 512 + data + sum(len(k) + len(v) for k, v in event.headers.items())
+
+
 def trigger_workflow_id(trigger_id: str) -> str:
     return f"{TRIGGER_WORKFLOW_PREFIX}{trigger_id}"
 

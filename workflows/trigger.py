@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Coroutine
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -360,12 +361,10 @@ class TriggerWorkflow(RunStarts):
         follows a terminated or failed one resumes from (it may start them again; the run
         IDs keep that from starting anything twice)."""
         s = self._state
-        return TriggerState(
-            **{
-                **s.__dict__,
-                "pending": list(self._starting.values()) + list(s.pending),
-                "recent_keys": list(self._recent)[-RECENT_KEYS:],
-            }
+        return replace(
+            s,
+            pending=list(self._starting.values()) + list(s.pending),
+            recent_keys=list(self._recent)[-RECENT_KEYS:],
         )
 
     @workflow.query(name="recent_events")

@@ -16,7 +16,7 @@ from api.ratelimit import retry_after_header
 from api.schemas import WebhookAccepted
 from triggers import store
 from triggers.admission import Admission, admit
-from triggers.events import Event, bound_event, run_workflow_id
+from triggers.events import bound_event, run_workflow_id, signal_size
 from triggers.providers import webhook
 from triggers.signatures import SignatureError
 
@@ -40,12 +40,6 @@ async def _read_body(request: Request, limit: int) -> bytes:
             raise _TooLarge
         chunks.append(chunk)
     return b"".join(chunks)
-
-
-def _signal_size(event: Event) -> int:
-    """About what the event adds to its signal (large data is a reference by now)."""
-    data = 0 if event.data_ref else len(repr(event.data))
-    return 512 + data + sum(len(k) + len(v) for k, v in event.headers.items())
 
 
 def _error(code: int, message: str, retry_after: str | None = None) -> JSONResponse:
@@ -142,7 +136,7 @@ async def receive_webhook(
             "event not accepted",
             retry_after=settings.retry_after_seconds,
         ):
-            await state.batcher.submit(trigger, event, size=_signal_size(event))
+            await state.batcher.submit(trigger, event, size=signal_size(event))
         state.recent.add(recent_key)
     accepted = WebhookAccepted(
         event_id=event.id, event_key=event.key, run_id=run_id, duplicate=duplicate
