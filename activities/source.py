@@ -27,7 +27,7 @@ from triggers import store
 from triggers.admission import Admission, admit
 from triggers.crypto import SecretBox
 from triggers.events import Event, EventBatch, signal_size, trigger_workflow_id
-from triggers.models import TriggerStatus, User
+from triggers.models import Trigger, TriggerStatus, User
 from triggers.providers import UnknownProvider, get_provider
 from triggers.providers.base import (
     Cursor,
@@ -208,6 +208,7 @@ class SourceActivities:
         async with self._sessions() as session:
             trigger = await store.get_trigger(session, trigger_id=uuid.UUID(inp.trigger_id))
             owner = await session.get(User, trigger.user_id) if trigger else None
+            allowlist = await network_allowlist(session, trigger) if trigger else ()
         if trigger is None or owner is None or not trigger.enabled:
             return SourceResult(cursor=cursor, events=0, finished=True)
         try:
@@ -222,7 +223,7 @@ class SourceActivities:
             trigger_id=inp.trigger_id,
             trigger_name=trigger.name,
             owner=str(trigger.user_id),
-            network_allowlist=tuple(owner.network_allowlist),
+            network_allowlist=allowlist,
         )
         admission = Admission.of(trigger)
 
@@ -299,6 +300,16 @@ class SourceActivities:
         while True:
             sink.heartbeat()
             await asyncio.sleep(self._heartbeat_every)
+
+
+async def network_allowlist(session: AsyncSession, trigger: Trigger) -> tuple[str, ...]:
+    """The allowlist of the user who last chose where the trigger connects (its network
+    principal), never simply the owner's: an editor's destination goes through the
+    editor's allowlist. A principal that no longer exists allows public addresses only."""
+    if trigger.network_principal_id is None:
+        return ()
+    principal = await session.get(User, trigger.network_principal_id)
+    return tuple(principal.network_allowlist) if principal else ()
 
 
 def _describe(exc: BaseException, secrets: dict[str, str] | None = None) -> str:

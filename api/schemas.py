@@ -132,6 +132,11 @@ class TriggerPublic(BaseModel):
     config_version: int
     secret_names: list[str] = Field(description="Names of the secrets set; never their values.")
     owner_id: uuid.UUID
+    network_principal_id: uuid.UUID | None = Field(
+        default=None,
+        description="Whose network allowlist the source goes through: the user who last "
+        "changed where it connects (the owner, unless an editor did).",
+    )
     role: str
     webhook_url: str | None = None
     workflow_id: str

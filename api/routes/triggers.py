@@ -10,10 +10,10 @@ from fastapi import APIRouter, HTTPException, Query, Response, status
 
 from api import control
 from api.deps import CurrentUser, SessionDep, StateDep
+from api.guards import changed_destinations, require_secrets_again
 from api.schemas import (
     ShareIn,
     ShareOut,
-    TargetIn,
     TriggerCreate,
     TriggerPage,
     TriggerPublic,
@@ -22,8 +22,8 @@ from api.schemas import (
 )
 from api.state import AppState
 from api.validation import (
+    check_target,
     expression_or_422,
-    graph_or_422,
     provider_or_422,
     require_secrets,
     validate_config,
@@ -55,6 +55,7 @@ def to_public(state: AppState, trigger: Trigger, role: str) -> TriggerPublic:
         config_version=trigger.config_version,
         secret_names=secret_names,
         owner_id=trigger.user_id,
+        network_principal_id=trigger.network_principal_id,
         role=role,
         webhook_url=webhook_url,
         workflow_id=trigger_workflow_id(str(trigger.id)),
@@ -80,22 +81,12 @@ _MUTABLE = (
     "target",
     "condition",
     "secrets_encrypted",
+    "network_principal_id",
     "config_version",
     "enabled",
     "status",
     "last_error",
 )
-
-
-def _check_target(target: TargetIn) -> None:
-    """Expressions in a target are checked here, once: a workflow target's input mapping,
-    and a graph's node types, expressions, edges and acyclicity (the 422 names the node).
-    The stored graph is the normalised one the run executes."""
-    if target.input is not None:
-        expression_or_422(target.input, ("body", "target", "input"))
-    if target.kind == "graph":
-        graph = graph_or_422(target.graph, loc=("body", "target", "graph"))
-        target.graph = graph.model_dump(mode="json")
 
 
 def _snapshot(trigger: Trigger) -> dict[str, Any]:
@@ -157,14 +148,16 @@ async def create_trigger(
     require_secrets(info, body.secrets)
     if body.condition is not None:
         expression_or_422(body.condition)
-    _check_target(body.target)
+    check_target(body.target)
+    target = body.target.model_dump(mode="json")
     trigger = Trigger(
         user_id=user.id,
+        network_principal_id=user.id,
         name=body.name,
         provider=body.provider,
         config=config.model_dump(mode="json", exclude_unset=False),
         condition={"expression": body.condition} if body.condition else None,
-        target=body.target.model_dump(mode="json"),
+        target=target,
         enabled=body.enabled,
         secrets_encrypted=state.secret_box.encrypt(body.secrets) if body.secrets else None,
         status=TriggerStatus.ACTIVE if body.enabled else TriggerStatus.DISABLED,
@@ -259,26 +252,37 @@ async def update_trigger(
     changes = {k: v for k, v in body.model_dump(exclude_unset=True).items() if v is not None}
     if not changes and "condition" not in body.model_fields_set:
         return to_public(state, trigger, role)
-    if body.name is not None:
-        trigger.name = body.name
-    if body.config is not None:
-        trigger.config = validate_config(info, body.config).model_dump(mode="json")
+    # Everything is checked before anything changes on the row.
+    config = validate_config(info, body.config) if body.config is not None else None
+    moved = changed_destinations(info, trigger, config) if config is not None else []
     if body.target is not None:
-        _check_target(body.target)
-        trigger.target = body.target.model_dump(mode="json")
-    if "condition" in body.model_fields_set:
-        if body.condition is not None:
-            expression_or_422(body.condition)
-        trigger.condition = {"expression": body.condition} if body.condition else None
+        check_target(body.target)
+    if body.condition is not None:
+        expression_or_422(body.condition)
+    current = state.secret_box.decrypt(trigger.secrets_encrypted)
     if body.secrets is not None:
         validate_secrets(info, body.secrets)
-        current = state.secret_box.decrypt(trigger.secrets_encrypted)
         for name, value in body.secrets.items():
             if value is None:
                 current.pop(name, None)
             else:
                 current[name] = value
         require_secrets(info, current)
+    if role != "owner":
+        resupplied = {n for n, v in (body.secrets or {}).items() if v is not None}
+        require_secrets_again(moved, kept=current, resupplied=resupplied)
+    target = body.target.model_dump(mode="json") if body.target is not None else trigger.target
+    if body.name is not None:
+        trigger.name = body.name
+    if config is not None:
+        trigger.config = config.model_dump(mode="json")
+    if moved:
+        # The source now goes out through the allowlist of whoever chose where it goes.
+        trigger.network_principal_id = user.id
+    trigger.target = target
+    if "condition" in body.model_fields_set:
+        trigger.condition = {"expression": body.condition} if body.condition else None
+    if body.secrets is not None:
         trigger.secrets_encrypted = state.secret_box.encrypt(current) if current else None
     trigger.config_version += 1
     if trigger.enabled:

@@ -260,6 +260,8 @@ class SqlPollProvider(SourceProvider):
     name = "sql_poll"
     Config = SqlPollConfig
     optional_secrets = frozenset({PASSWORD})
+    # The URL names the server the password is sent to.
+    destination_fields = ("url",)
 
     async def init(
         self, config: BaseModel, secrets: Mapping[str, str], context: SourceContext

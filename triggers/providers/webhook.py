@@ -264,9 +264,17 @@ def _str_or_none(value: Any) -> str | None:
     return str(value) if value is not None else None
 
 
+def _no_destinations(_config: BaseModel) -> dict[str, Any]:
+    # A webhook sends its secrets nowhere: they only check what senders send. Whatever the
+    # config says, a delivery whose credential is not where the config looks for it fails
+    # verification before any event (or forwarded header) exists.
+    return {}
+
+
 info = ProviderInfo(
     name="webhook",
     config_model=WebhookConfig,
     required_secrets=frozenset({SECRET}),
     optional_secrets=frozenset({PREVIOUS_SECRET}),
+    destinations=_no_destinations,
 )
