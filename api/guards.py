@@ -1,12 +1,18 @@
-"""Who may point a trigger where: secrets stay bound to the destinations their owner chose."""
+"""Who may point a trigger where: secrets stay bound to the destinations their owner chose,
+and workflows start only on task queues the trigger's owner may use."""
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+import uuid
+from collections.abc import Collection, Mapping, Sequence
+from typing import Any
 
 from fastapi import HTTPException, status
 from pydantic import BaseModel, ValidationError
+from sqlmodel.ext.asyncio.session import AsyncSession
 
+from api.validation import invalid
+from triggers import queues
 from triggers.models import Trigger
 from triggers.providers import ProviderInfo
 
@@ -39,3 +45,49 @@ def require_secrets_again(
         status.HTTP_403_FORBIDDEN,
         [{"loc": ["body", "config", field], "msg": msg, "type": "secrets_required"}],
     )
+
+
+async def authorize_target(
+    session: AsyncSession,
+    *,
+    target: Mapping[str, Any],
+    owner_id: uuid.UUID,
+    actor_id: uuid.UUID,
+    service_queue: str,
+    before: Mapping[str, Any] | None = None,
+    loc: Sequence[str | int] = ("body", "target"),
+) -> None:
+    """422 naming the field when the target starts workflows on a queue the trigger's owner
+    may not use (or, for a queue an editor puts there, the editor may not use). The
+    service's own queue runs only the built-in run types (kinds ``run`` and ``graph``)."""
+    wanted = queues.target_queues(target)
+    if not wanted:
+        return
+    earlier = {q.queue for q in queues.target_queues(before or {})}
+    owner_may = await queues.allowed(session, user_id=owner_id)
+    actor_may = owner_may if actor_id == owner_id else None
+    for item in wanted:
+        where = (*loc, *item.loc)
+        if item.queue is None or item.queue == service_queue:
+            raise invalid(
+                where,
+                f"{item.what}: the service's own task queue runs only the built-in run types; "
+                "name a task queue of yours",
+                "task_queue_not_allowed",
+            )
+        if item.queue not in owner_may:
+            raise invalid(
+                where,
+                f"{item.what}: task queue {item.queue!r} is not allowed for the trigger's "
+                "owner: claim it with PUT /api/me/task-queues or ask an admin to grant it",
+                "task_queue_not_allowed",
+            )
+        if item.queue not in earlier and actor_id != owner_id:
+            if actor_may is None:
+                actor_may = await queues.allowed(session, user_id=actor_id)
+            if item.queue not in actor_may:
+                raise invalid(
+                    where,
+                    f"{item.what}: task queue {item.queue!r} is not allowed for you",
+                    "task_queue_not_allowed",
+                )

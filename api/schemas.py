@@ -7,7 +7,15 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 from triggers.models import ShareRole
 
@@ -31,6 +39,19 @@ def json_safe(value: Any) -> Any:
 
 
 SafeStr = Annotated[str, AfterValidator(json_safe)]
+
+
+def task_queue_name(value: str) -> str:
+    if value.startswith("/_sys/"):
+        raise ValueError("task queue names starting with /_sys/ are reserved by Temporal")
+    if not value.isprintable():
+        raise ValueError("must be printable text")
+    return value
+
+
+TaskQueueName = Annotated[
+    str, StringConstraints(min_length=1, max_length=200), AfterValidator(task_queue_name)
+]
 SafeJson = Annotated[dict[str, Any], AfterValidator(json_safe)]
 
 
@@ -62,11 +83,7 @@ class TargetIn(BaseModel):
     @field_validator("task_queue")
     @classmethod
     def _not_reserved(cls, value: str | None) -> str | None:
-        if value is not None and value.startswith("/_sys/"):
-            raise ValueError("task queue names starting with /_sys/ are reserved by Temporal")
-        if value is not None and not value.isprintable():
-            raise ValueError("must be printable text")
-        return value
+        return value if value is None else task_queue_name(value)
 
     @model_validator(mode="after")
     def _needs_type(self) -> TargetIn:

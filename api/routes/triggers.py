@@ -10,7 +10,7 @@ from fastapi import APIRouter, HTTPException, Query, Response, status
 
 from api import control
 from api.deps import CurrentUser, SessionDep, StateDep
-from api.guards import changed_destinations, require_secrets_again
+from api.guards import authorize_target, changed_destinations, require_secrets_again
 from api.schemas import (
     ShareIn,
     ShareOut,
@@ -150,6 +150,13 @@ async def create_trigger(
         expression_or_422(body.condition)
     check_target(body.target)
     target = body.target.model_dump(mode="json")
+    await authorize_target(
+        session,
+        target=target,
+        owner_id=user.id,
+        actor_id=user.id,
+        service_queue=state.settings.task_queue,
+    )
     trigger = Trigger(
         user_id=user.id,
         network_principal_id=user.id,
@@ -272,6 +279,16 @@ async def update_trigger(
         resupplied = {n for n, v in (body.secrets or {}).items() if v is not None}
         require_secrets_again(moved, kept=current, resupplied=resupplied)
     target = body.target.model_dump(mode="json") if body.target is not None else trigger.target
+    if trigger.enabled or body.target is not None:
+        await authorize_target(
+            session,
+            target=target,
+            owner_id=trigger.user_id,
+            actor_id=user.id,
+            service_queue=state.settings.task_queue,
+            before=trigger.target,
+            loc=("body", "target") if body.target is not None else ("target",),
+        )
     if body.name is not None:
         trigger.name = body.name
     if config is not None:
@@ -296,6 +313,16 @@ async def _set_enabled(
     trigger_id: uuid.UUID, enabled: bool, state: AppState, session: SessionDep, user: CurrentUser
 ) -> TriggerPublic:
     trigger, role = await _load(session, user, trigger_id, "editor")
+    if enabled:
+        # A trigger may have lost its queue while it was disabled.
+        await authorize_target(
+            session,
+            target=trigger.target,
+            owner_id=trigger.user_id,
+            actor_id=trigger.user_id,
+            service_queue=state.settings.task_queue,
+            loc=("target",),
+        )
     before = _snapshot(trigger)
     trigger.enabled = enabled
     trigger.status = TriggerStatus.ACTIVE if enabled else TriggerStatus.DISABLED
