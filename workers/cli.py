@@ -36,6 +36,9 @@ def _uvicorn(app: object, settings: Settings) -> _Server:
         port=settings.api_port,
         log_level="info",
         lifespan="on",
+        # No handlers of uvicorn's own: its records reach the one root handler, which
+        # carries the redaction filter (``setup_logging``).
+        log_config=None,
     )
     return _Server(config)
 
@@ -232,6 +235,16 @@ async def _users_queue(settings: Settings, name: str, queue: str, *, grant: bool
         await engine.dispose()
 
 
+def setup_logging() -> None:
+    """One handler on the root logger, with the redaction filter: every record of the
+    process (ours, the SDK's, uvicorn's) passes the one step that masks held secrets."""
+    from triggers import redaction
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    redaction.install()
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="triggers", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -252,8 +265,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    setup_logging()
     settings = get_settings()
     if args.command == "dev":
         settings = settings.model_copy(update={"dev_mode": True})

@@ -375,7 +375,9 @@ class SqlPollProvider(SourceProvider):
                 finally:
                     await result.close()
         except (OSError, TimeoutError, SQLAlchemyError) as exc:
-            raise self._error(exc) from exc
+            # ``from None``: the driver's error (its text may quote the password) must not
+            # ride along as the cause of what the runtime logs and reports.
+            raise self._error(exc) from None
         return fresh
 
     def _check_order(self, previous: Any, value: Any) -> None:
