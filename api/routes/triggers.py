@@ -29,39 +29,12 @@ from api.validation import (
     validate_config,
     validate_secrets,
 )
+from api.views import to_public
 from triggers import store
 from triggers.events import trigger_workflow_id
 from triggers.models import Trigger, TriggerStatus
 
 router = APIRouter(prefix="/api/triggers", tags=["triggers"])
-
-
-def to_public(state: AppState, trigger: Trigger, role: str) -> TriggerPublic:
-    secret_names = sorted(state.secret_box.decrypt(trigger.secrets_encrypted))
-    webhook_url = None
-    if trigger.provider == "webhook":
-        preset = trigger.config.get("preset", "generic")
-        webhook_url = f"{state.settings.base_url}/webhooks/{preset}/{trigger.id}"
-    return TriggerPublic(
-        id=trigger.id,
-        name=trigger.name,
-        provider=trigger.provider,
-        config=trigger.config,
-        target=trigger.target,
-        condition=(trigger.condition or {}).get("expression"),
-        enabled=trigger.enabled,
-        status=trigger.status,
-        last_error=trigger.last_error,
-        config_version=trigger.config_version,
-        secret_names=secret_names,
-        owner_id=trigger.user_id,
-        network_principal_id=trigger.network_principal_id,
-        role=role,
-        webhook_url=webhook_url,
-        workflow_id=trigger_workflow_id(str(trigger.id)),
-        created_at=trigger.created_at,
-        updated_at=trigger.updated_at,
-    )
 
 
 async def _load(
@@ -244,7 +217,11 @@ async def trigger_status(
     return TriggerRuntime(running=True, workflow_id=wid, **report)
 
 
-@router.patch("/{trigger_id}", response_model=TriggerPublic)
+@router.patch(
+    "/{trigger_id}",
+    response_model=TriggerPublic,
+    responses={403: {"description": "A destination field changed without the secrets again"}},
+)
 async def update_trigger(
     trigger_id: uuid.UUID,
     body: TriggerUpdate,
@@ -252,7 +229,12 @@ async def update_trigger(
     session: SessionDep,
     user: CurrentUser,
 ) -> TriggerPublic:
-    """Change a trigger (editor or owner). The running workflow is told by signal."""
+    """Change a trigger (editor or owner). The running workflow is told by signal.
+
+    Only the owner may change where a source connects or where its secrets go (the
+    provider's destination fields: an http_poll ``url`` or secret headers, a sql_poll
+    ``url``) without giving every secret again in the same request (403 naming the field);
+    the source then uses the network allowlist of whoever changed them."""
     trigger, role = await _load(session, user, trigger_id, "editor")
     before = _snapshot(trigger)
     info = provider_or_422(trigger.provider)
