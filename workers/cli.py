@@ -35,6 +35,9 @@ def _uvicorn(app: object, settings: Settings) -> _Server:
         port=settings.api_port,
         log_level="info",
         lifespan="on",
+        # h11, not httptools when that happens to be installed: the parser whose limits on
+        # malformed and oversized requests tests/test_webhook_hostile.py checks.
+        http="h11",
     )
     return _Server(config)
 

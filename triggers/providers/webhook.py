@@ -46,6 +46,27 @@ _FORWARD = {
     "svix-timestamp",
 }
 
+# Headers a delivery may carry once: a second copy makes it ambiguous which signature,
+# timestamp, id or body type was meant (a proxy may have checked one, we would read another).
+_SINGLE = {
+    "content-type",
+    "content-encoding",
+    "x-hub-signature",
+    "x-hub-signature-256",
+    "x-github-delivery",
+    "x-github-event",
+    "stripe-signature",
+    "webhook-id",
+    "webhook-timestamp",
+    "webhook-signature",
+    "svix-id",
+    "svix-timestamp",
+    "svix-signature",
+    "x-pagerduty-signature",
+    "x-webhook-id",
+    "x-api-key",
+}
+
 
 class WebhookConfig(BaseModel):
     """Configuration of a webhook trigger. Secrets go in the trigger's ``secrets``:
@@ -95,6 +116,17 @@ class WebhookRejected(Exception):
 
 def active_secrets(secrets: Mapping[str, str]) -> list[str]:
     return [s for s in (secrets.get(SECRET), secrets.get(PREVIOUS_SECRET)) if s]
+
+
+def single_headers(config: WebhookConfig) -> frozenset[str]:
+    """Lower-case names of the headers a delivery for ``config`` may carry at most once."""
+    configured = (
+        config.signature_header,
+        config.timestamp_header,
+        config.id_header,
+        config.event_type_header,
+    )
+    return frozenset(_SINGLE | {h.lower() for h in configured if h})
 
 
 def verify(
