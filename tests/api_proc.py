@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import os
+import random
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +15,21 @@ import httpx
 
 from tests.conftest import eventually
 from triggers.devserver import free_port
+
+
+def port_below_ephemeral_range() -> int:
+    """A free port on 127.0.0.1 that the kernel never hands out by itself (so the Temporal
+    dev server's internal ports and other processes' ephemeral ones cannot take it)."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    for _ in range(200):
+        port = random.randrange(10_000, low) if low > 10_100 else free_port()
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port below the ephemeral range")
 
 
 def _status_kib(pid: int, field: str) -> int:
@@ -33,7 +50,7 @@ class ApiProcess:
         log: Path,
         **settings: str,
     ) -> None:
-        self.port = free_port()
+        self.port = port_below_ephemeral_range()
         self._env = {
             **os.environ,
             "TRIGGERS_TEMPORAL_ADDRESS": temporal,

@@ -10,12 +10,14 @@ from functools import partial
 
 from fastapi import APIRouter, Request, status
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import SQLAlchemyError
 
 from api import control, webhook_http
 from api.deps import StateDep
 from api.ratelimit import retry_after_header
 from api.schemas import WebhookAccepted
-from triggers import store
+from api.state import AppState
+from triggers import replays, store
 from triggers.admission import Admission, admit
 from triggers.events import bound_event, run_workflow_id, signal_size
 from triggers.providers import webhook
@@ -30,6 +32,35 @@ def _error(code: int, message: str, retry_after: str | None = None) -> JSONRespo
     return JSONResponse(status_code=code, content={"detail": message}, headers=headers)
 
 
+async def _replayed(
+    state: AppState, trigger_id: str, body: bytes, key: str, window: int
+) -> JSONResponse | None:
+    """The 409 (or 503) answer when this body was accepted under another event key within
+    the trigger's replay window; None when the delivery may go on."""
+    try:
+        async with state.sessions() as session:
+            fresh = await replays.claim(
+                session,
+                trigger_id=uuid.UUID(trigger_id),
+                fingerprint=replays.body_fingerprint(body),
+                event_key=key,
+                window_seconds=window,
+                now=datetime.now(UTC),
+            )
+    except (SQLAlchemyError, OSError) as exc:
+        log.warning("replay check for %s failed (%s): answered 503", trigger_id, type(exc).__name__)
+        retry = str(state.settings.retry_after_seconds)
+        return _error(503, "event not accepted: the database is unavailable; retry later", retry)
+    if fresh:
+        return None
+    log.info("webhook %s refused: body replayed under a new delivery id", trigger_id)
+    return _error(
+        409,
+        f"replayed delivery: this body was accepted under another delivery id within the "
+        f"last {window} s (replay_window_seconds)",
+    )
+
+
 @router.post(
     "/webhooks/{preset}/{trigger_id}",
     status_code=status.HTTP_202_ACCEPTED,
@@ -38,7 +69,7 @@ def _error(code: int, message: str, retry_after: str | None = None) -> JSONRespo
         400: {"description": "A body the scheme cannot read, or a repeated header"},
         401: {"description": "Bad, missing or expired signature"},
         404: {"description": "No such trigger for this preset"},
-        409: {"description": "The trigger is disabled"},
+        409: {"description": "The trigger is disabled, or the body is a replay"},
         408: {"description": "Body not received within the body timeout"},
         413: {"description": "Body over the size limit"},
         415: {"description": "Body type the scheme cannot read, or a content encoding"},
@@ -128,6 +159,10 @@ async def receive_webhook(
     # Known duplicates only: this process accepted the same key before. Anything else is
     # sent on; the trigger workflow counts a repeat it recognises in ``duplicates``.
     duplicate = recent_key in state.recent
+    if not duplicate and config.replay_window_seconds:
+        refused = await _replayed(state, trigger_id, body, event.key, config.replay_window_seconds)
+        if refused is not None:
+            return refused
     if not duplicate:
         # Decided (the condition, within its budget) and large data stored aside.
         (event,) = await admit(Admission.of(trigger), [event], sessions=state.sessions)

@@ -89,6 +89,16 @@ class WebhookConfig(BaseModel):
     event_type_header: str | None = Field(default=None, description="generic/apikey: type header.")
     tolerance_seconds: int = Field(default=300, ge=1, le=86_400)
     max_body_bytes: int | None = Field(default=None, ge=1)
+    replay_window_seconds: int | None = Field(
+        default=None,
+        ge=1,
+        le=7 * 24 * 3600,
+        description=(
+            "Off by default. Refuse (409) a delivery whose body (sha256 of the raw bytes) "
+            "this trigger accepted under another delivery id within this many seconds: for "
+            "schemes that sign neither a timestamp nor the delivery id (github)."
+        ),
+    )
     rate_limit_per_second: float | None = Field(default=None, gt=0)
     rate_limit_burst: int | None = Field(default=None, ge=1)
     forward_headers: list[str] = Field(
