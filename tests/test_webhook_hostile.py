@@ -343,7 +343,13 @@ async def test_chunked_bodies(live: Live) -> None:
 
 
 async def trickle(
-    conn: RawConnection, head: bytes, total: int, *, chunked: bool, piece: int = 16 * 1024
+    conn: RawConnection,
+    head: bytes,
+    total: int,
+    *,
+    chunked: bool,
+    piece: int = 16 * 1024,
+    pause: float = 0.01,
 ) -> tuple[Answer, int]:
     """Send ``head`` then ``total`` body bytes in pieces, pausing between them, until the
     server answers; the answer and how many body bytes went out before it."""
@@ -357,7 +363,7 @@ async def trickle(
             data = b"x" * n
             await conn.send(b"%x\r\n%s\r\n" % (n, data) if chunked else data)
             sent += n
-            await asyncio.sleep(0.002)  # a slow sender, not a synchronisation
+            await asyncio.sleep(pause)  # a slow sender, not a synchronisation
         if chunked:
             await conn.send(b"0\r\n\r\n")
 
@@ -386,8 +392,8 @@ async def test_slow_10mib_body_is_cut_off_at_the_limit(live: Live, chunked: bool
     try:
         answer, sent = await trickle(conn, head, total, chunked=chunked)
         _check(answer, {413})
-        # Answered at the limit, long before the 10 MiB were sent; then closed, so the
-        # rest of the body is never read.
+        # Answered at the limit (~16 pieces, 0.2 s in), long before the 10 MiB were sent
+        # (10 s); then closed, so the rest of the body is never read.
         assert sent < total // 4, sent
         assert answer.closes and await conn.at_eof()
     finally:
@@ -470,7 +476,9 @@ async def ten_mib(live: Live, *, chunked: bool) -> None:
         head = request("POST", live.path, headers, length=10 << 20)
     conn = await live.connect()
     try:
-        answer, _ = await trickle(conn, head, 10 << 20, chunked=chunked, piece=256 * 1024)
+        answer, _ = await trickle(
+            conn, head, 10 << 20, chunked=chunked, piece=256 * 1024, pause=0.002
+        )
         _check(answer, {413})
         assert answer.closes and await conn.at_eof()
     finally:
