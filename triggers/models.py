@@ -149,3 +149,24 @@ class EventPayload(SQLModel, table=True):
     size: int = Field(nullable=False)
     # The value's compact JSON text.
     data: str = Field(sa_type=sa.Text, nullable=False)
+
+
+class WebhookFingerprint(SQLModel, table=True):
+    """A body a webhook trigger accepted, by sha256, for its ``replay_window_seconds``:
+    the same body under another event key before ``expires_at`` is a replay (409).
+
+    The primary key (trigger_id, fingerprint) is the unique constraint the check relies
+    on: of two deliveries inserting the same body at once, one insert wins. Rows go with
+    their trigger, or when expired (``triggers.replays.sweep``)."""
+
+    __tablename__ = "webhook_fingerprints"
+
+    trigger_id: uuid.UUID = Field(foreign_key="triggers.id", primary_key=True, ondelete="CASCADE")
+    # Hex sha256 of the raw body.
+    fingerprint: str = Field(primary_key=True, max_length=64)
+    # The (bounded) event key the body was first accepted under.
+    event_key: str = Field(max_length=300, nullable=False)
+    seen_at: datetime = Field(
+        default_factory=utcnow, sa_type=sa.DateTime(timezone=True), nullable=False
+    )
+    expires_at: datetime = Field(sa_type=sa.DateTime(timezone=True), nullable=False, index=True)

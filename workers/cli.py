@@ -39,6 +39,9 @@ def _uvicorn(app: object, settings: Settings) -> _Server:
         # No handlers of uvicorn's own: its records reach the one root handler, which
         # carries the redaction filter (``setup_logging``).
         log_config=None,
+        # h11, not httptools when that happens to be installed: the parser whose limits on
+        # malformed and oversized requests tests/test_webhook_hostile.py checks.
+        http="h11",
     )
     return _Server(config)
 
