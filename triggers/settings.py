@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     worker_workflow_task_pollers: int = 10
     worker_activity_task_pollers: int = 5
     worker_max_concurrent_activities: int = 2000
+    # At a stop (SIGINT, SIGTERM) activities other than source loops get this long to
+    # finish; then they are cancelled and Temporal retries them on another worker.
+    worker_shutdown_grace_seconds: float = Field(default=5.0, ge=0, le=300)
 
     @property
     def resolved_database_url(self) -> str:

@@ -10,12 +10,16 @@ import os
 import signal
 import sys
 from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
 
 import uvicorn
 from pydantic import SecretStr
 
 from triggers.crypto import SecretBox
 from triggers.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from temporalio.worker import Worker
 
 log = logging.getLogger("triggers")
 
@@ -142,7 +146,7 @@ async def _dev(settings: Settings) -> None:
                 api.should_exit = True
                 with contextlib.suppress(Exception):
                     await api_task
-                await worker.shutdown()
+                await _stop_worker(worker, worker_task, settings)
     finally:
         await server.stop()
         print("stopped", flush=True)
@@ -167,6 +171,27 @@ async def _api(settings: Settings) -> None:
         await task
 
 
+# What a stop may take beyond the activities' grace: in-flight workflow tasks, the last
+# completions sent to Temporal, closing the database. Grace 5 s + 4 s stays under the
+# 10 s that ``docker stop`` waits before it kills.
+_STOP_MARGIN_SECONDS = 4.0
+
+
+async def _stop_worker(worker: Worker, task: asyncio.Task[None], settings: Settings) -> None:
+    """Shut the worker down within its grace period plus a margin, however busy it is; past
+    that the command gives up waiting and exits non-zero."""
+    bound = settings.worker_shutdown_grace_seconds + _STOP_MARGIN_SECONDS
+    log.info("stopping the worker (at most %.0f s)", bound)
+    try:
+        await asyncio.wait_for(worker.shutdown(), bound)
+    except TimeoutError:
+        task.cancel()
+        raise SystemExit(f"the worker did not stop within {bound:.0f} s; exiting anyway") from None
+    with contextlib.suppress(Exception):  # a fatal worker error was raised by _until already
+        await task
+    log.info("worker stopped")
+
+
 async def _worker(settings: Settings) -> None:
     from triggers.temporal import connect
     from workers.main import build_worker
@@ -183,7 +208,7 @@ async def _worker(settings: Settings) -> None:
         try:
             await _until(stop, task)
         finally:
-            await worker.shutdown()
+            await _stop_worker(worker, task, settings)
 
 
 async def _users_create(settings: Settings, name: str) -> None:
