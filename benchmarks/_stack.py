@@ -16,12 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from _common import Procs, bench_port, log, start_product, wait_pollers
+from _common import Procs, log, start_product, wait_pollers
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from triggers import signatures
 from triggers.devserver import DevServer
+from triggers.ports import free_port
 
 SECRET = "bench-signing-secret-0001"
 # Out of the way: the benchmarks measure intake and run starts, not the limiter.
@@ -68,7 +69,7 @@ async def bench_stack(
             else:
                 persistence = "sqlite-file" if db_file else "in-memory"
                 server = DevServer(
-                    port=bench_port(),
+                    port=free_port(),
                     headless=True,
                     db_filename=tmp / "temporal.db" if db_file else None,
                     log_file=tmp / "t.log",

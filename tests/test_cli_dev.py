@@ -14,7 +14,8 @@ import httpx
 
 from tests.conftest import eventually
 from tests.helpers import github_trigger, post_github
-from triggers.devserver import free_port, temporal_binary
+from triggers.devserver import temporal_binary
+from triggers.ports import free_port
 
 
 def _processes_with(arg: str) -> list[int]:

@@ -12,7 +12,8 @@ from temporalio.client import Client
 from tests.conftest import eventually, make_stack
 from tests.helpers import count_runs, github_trigger, post_github
 from triggers.db import upgrade
-from triggers.devserver import DevServer, free_port
+from triggers.devserver import DevServer
+from triggers.ports import free_port
 from triggers.settings import Settings
 from workers.main import build_worker
 
