@@ -108,6 +108,12 @@ async def create_github_trigger(http: httpx.AsyncClient, api_key: str, name: str
     return str(resp.json()["id"])
 
 
+def runs_query(tid: str) -> str:
+    """The visibility query for a trigger's runs (its trigger workflow has the same
+    ``TriggerId``; the benchmarks' triggers start the built-in ``RunWorkflow``)."""
+    return f'TriggerId="{tid}" AND WorkflowType="RunWorkflow"'
+
+
 def auth(api_key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {api_key}"}
 
