@@ -103,6 +103,8 @@ class SourceProvider(ABC):
     # Providers whose secrets are named by the user (e.g. referenced from templates) accept
     # any name matching this regular expression, beside ``required | optional``.
     secret_pattern: ClassVar[str | None] = None
+    # That pattern in words, for the 422 that refuses a name (e.g. "letters, digits and _").
+    secret_pattern_help: ClassVar[str | None] = None
 
     @abstractmethod
     async def init(
