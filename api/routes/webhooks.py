@@ -67,8 +67,9 @@ async def receive_webhook(
     """Verify a delivery and hand it to the trigger's workflow.
 
     202 means the event is durably accepted: the signal carrying it is persisted in the
-    trigger workflow's history. Repeats of a delivery answer 202 with ``duplicate: true``
-    and never start a second run.
+    trigger workflow's history. ``would_start`` says whether it passed the trigger's
+    condition: only then is the run ``run_id`` started; a dropped event never has one.
+    Repeats of a delivery answer 202 with ``duplicate: true`` and never start a second run.
     """
     settings = state.settings
     try:
@@ -129,6 +130,7 @@ async def receive_webhook(
     # Known duplicates only: this process accepted the same key before. Anything else is
     # sent on; the trigger workflow counts a repeat it recognises in ``duplicates``.
     duplicate = recent_key in state.recent
+    would_start: bool | None = None
     if not duplicate:
         # Decided (the condition, within its budget) and large data stored aside.
         (event,) = await admit(Admission.of(trigger), [event], sessions=state.sessions)
@@ -138,7 +140,12 @@ async def receive_webhook(
         ):
             await state.batcher.submit(trigger, event, size=signal_size(event))
         state.recent.add(recent_key)
+        would_start = event.verdict is None or event.verdict.result == "passed"
     accepted = WebhookAccepted(
-        event_id=event.id, event_key=event.key, run_id=run_id, duplicate=duplicate
+        event_id=event.id,
+        event_key=event.key,
+        run_id=run_id,
+        duplicate=duplicate,
+        would_start=would_start,
     )
     return JSONResponse(status_code=202, content=accepted.model_dump())
