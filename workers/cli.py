@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import logging
@@ -17,6 +16,7 @@ from pydantic import SecretStr
 
 from triggers.crypto import SecretBox
 from triggers.settings import Settings, get_settings
+from workers.cli_help import parser
 
 if TYPE_CHECKING:
     from temporalio.worker import Worker
@@ -227,22 +227,8 @@ async def _users_create(settings: Settings, name: str) -> None:
     print(f"user {name} created; API key (shown once): {key}")
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="triggers", description=__doc__)
-    sub = p.add_subparsers(dest="command", required=True)
-    sub.add_parser("dev", help="embedded stack: Temporal dev server + worker + API, SQLite")
-    sub.add_parser("api", help="run the HTTP API")
-    sub.add_parser("worker", help="run a worker")
-    db = sub.add_parser("db", help="database schema").add_subparsers(dest="db_cmd", required=True)
-    db.add_parser("upgrade", help="apply migrations")
-    users = sub.add_parser("users", help="users").add_subparsers(dest="users_cmd", required=True)
-    create = users.add_parser("create", help="create a user and print an API key")
-    create.add_argument("name")
-    return p
-
-
 def main(argv: Sequence[str] | None = None) -> None:
-    args = _parser().parse_args(argv)
+    args = parser(__doc__).parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)
     settings = get_settings()
