@@ -104,7 +104,21 @@ class Settings(BaseSettings):
 
     @property
     def base_url(self) -> str:
-        return self.public_url.rstrip("/") or f"http://{self.api_host}:{self.api_port}"
+        """The API's URL as senders use it: ``public_url``, else what the API listens on,
+        with ``localhost`` for a wildcard address (``0.0.0.0`` is no address to send to)."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = self.api_host
+        if self.listens_everywhere:
+            host = "localhost"
+        elif ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.api_port}"
+
+    @property
+    def listens_everywhere(self) -> bool:
+        """The API binds a wildcard address (in a container, typically)."""
+        return self.api_host in ("", "0.0.0.0", "::")
 
 
 @lru_cache

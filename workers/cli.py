@@ -161,6 +161,12 @@ async def _api(settings: Settings) -> None:
             "(`triggers dev` makes one for local use)"
         )
 
+    if settings.listens_everywhere and not settings.public_url:
+        log.warning(
+            "TRIGGERS_PUBLIC_URL is not set: webhook URLs read %s/webhooks/...; set it to the "
+            "base URL senders reach this API at",
+            settings.base_url,
+        )
     api = _uvicorn(create_app(settings), settings)
     stop = _stop_event()
     task = asyncio.create_task(api.serve())
