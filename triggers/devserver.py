@@ -148,8 +148,7 @@ class DevServer:
         dynamic_config: Mapping[str, object] | None = None,
         log_file: Path | None = None,
     ) -> None:
-        # Ports we pick come from outside the ephemeral range, and are picked again when a
-        # start finds one taken (see :meth:`start`).
+        # Picked outside the ephemeral range, and again when a start finds one taken.
         self._pick_port = port is None
         self._pick_ui_port = ui_port is None and not headless
         self._port = port if port is not None else free_port()
@@ -203,10 +202,9 @@ class DevServer:
 
         Healthy means a client can connect to :attr:`address` in the configured namespace
         and every entry of :data:`SEARCH_ATTRIBUTES` is registered. A server that exits at
-        once because an address was in use is started again (up to 3 starts in all), on
-        fresh ports where this object picked them: the internal ports the server opens
-        itself can collide however well ours are chosen. A port given explicitly that is
-        taken is not retried.
+        once on an address in use starts again (3 starts in all; fresh ports where we
+        picked them): its own internal ports can collide however ours are chosen. A port
+        given explicitly that is taken is not retried.
 
         Args:
             timeout: Seconds to wait for the server to become healthy, per start.
@@ -234,8 +232,8 @@ class DevServer:
                     self._ui_port = free_port()
 
     def _may_retry(self, exc: _ExitedEarly) -> bool:
-        """Whether another start may succeed: a taken port that we did not pick fails the
-        same way again; an unexplained exit is retried only on ports we picked."""
+        """A taken port given explicitly fails again; an unexplained exit (no log to tell)
+        is retried only on ports we picked."""
         if not exc.in_use:
             return self._log_file is None and self._pick_port
         explicit = [] if self._pick_port else [self._port]
