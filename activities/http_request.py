@@ -51,6 +51,10 @@ class HttpActivities:
     async def http_request(self, inp: HttpRequestInput) -> HttpResponse:
         allowlist = await self._allowlist(inp.trigger_id)
         where = _where(inp.url)
+        # The node's last attempt is decided here (its failure is final), not by the retry
+        # policy, which allows a few more for attempts a stopping or dying worker cut short:
+        # such an attempt counts as one of the node's, but a stop alone fails no run.
+        last = activity.info().attempt >= inp.attempts
         # Errors are built inside ``except`` and raised outside it, so that no httpx error
         # (whose text may hold a header value) rides along as ``__context__``.
         failure: ApplicationError | None = None
@@ -68,9 +72,9 @@ class HttpActivities:
         except ProviderConfigError as exc:
             failure = ApplicationError(str(exc), type=REQUEST_ERROR, non_retryable=True)
         except ProviderError as exc:  # transient: DNS
-            failure = ApplicationError(str(exc), type="Transient")
+            failure = ApplicationError(str(exc), type="Transient", non_retryable=last)
         except httpx.TimeoutException:
-            failure = ApplicationError(f"{where}: timed out", type="Timeout")
+            failure = ApplicationError(f"{where}: timed out", type="Timeout", non_retryable=last)
         except httpx.TooManyRedirects:
             failure = ApplicationError(
                 f"{where}: too many redirects", type=REQUEST_ERROR, non_retryable=True
@@ -80,7 +84,9 @@ class HttpActivities:
                 f"{where}: the request could not be sent", type=REQUEST_ERROR, non_retryable=True
             )
         except httpx.TransportError as exc:
-            failure = ApplicationError(f"{where}: {type(exc).__name__}", type="Transient")
+            failure = ApplicationError(
+                f"{where}: {type(exc).__name__}", type="Transient", non_retryable=last
+            )
         if failure is not None:
             raise failure
         result = HttpResponse(
@@ -89,7 +95,6 @@ class HttpActivities:
             body=_decode(content, response.headers.get("content-type", "")),
             truncated=truncated,
         )
-        last = activity.info().attempt >= inp.attempts
         if response.status_code >= 500 and not last:
             # Retried by the activity's retry policy; the last attempt's answer is the result.
             raise ApplicationError(f"{where}: HTTP {response.status_code}", type=HTTP_STATUS)

@@ -52,6 +52,30 @@ class _Park(SourceStop):
         self.resume_at = resume_at
 
 
+class _WorkerStopping(SourceStop):
+    """This worker began to shut down while the provider ran."""
+
+
+async def _until_worker_stops(run: Awaitable[None]) -> None:
+    """Run the provider until it ends or this worker begins to shut down. Then the provider
+    is cancelled and the activity returns normally, so its workflow starts the next attempt
+    at once on a worker that runs: a stop is neither an error nor a reason for backoff."""
+    task = asyncio.ensure_future(run)
+    stopping = asyncio.ensure_future(activity.wait_for_worker_shutdown())
+    try:
+        await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopping.cancel()
+        interrupted = not task.done()
+        if interrupted:
+            task.cancel()
+            # A provider blocked in receive sees the cancel; its shutdown() runs later.
+            await asyncio.wait({task})
+    if interrupted:
+        raise _WorkerStopping
+    return task.result()
+
+
 Admit = Callable[[list[Event]], Awaitable[list[Event]]]
 
 
@@ -257,7 +281,7 @@ class SourceActivities:
         )
         provider = source()
         beat = asyncio.create_task(self._beat(sink))
-        finished = False
+        finished = stopping = False
         resume_at: datetime | None = None
         try:
             await provider.init(config, secrets, context)
@@ -266,9 +290,11 @@ class SourceActivities:
             sink.healthy = True
             sink.heartbeat()
             try:
-                await provider.run(sink)
+                await _until_worker_stops(provider.run(sink))
                 finished = True
                 await self._set_status(inp.trigger_id, TriggerStatus.FINISHED, None)
+            except _WorkerStopping:
+                stopping = True
             except _Park as park:
                 resume_at = park.resume_at
             except SourceStop:
@@ -298,7 +324,9 @@ class SourceActivities:
                     "source %s: shutdown failed: %s", inp.trigger_id, _describe(exc, secrets)
                 )
         return SourceResult(
-            cursor=sink.cursor,
+            # Stopped mid-way, the sink's copy may lag the last signal's: the workflow's own
+            # cursor (every signal carries one) is the one to resume from.
+            cursor=None if stopping else sink.cursor,
             events=sink.events,
             finished=finished,
             resume_at=resume_at.isoformat() if resume_at else None,

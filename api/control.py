@@ -30,6 +30,7 @@ from triggers.models import Trigger
 from triggers.providers import UnknownProvider, get_provider
 from workflows.trigger import TriggerWorkflow
 from workflows.types import (
+    TRIGGER_ID,
     TRIGGER_OWNER,
     TRIGGER_PROVIDER,
     TRIGGER_WORKFLOW_TYPE,
@@ -136,6 +137,9 @@ async def start_or_signal(
         memo={"trigger_name": spec.name},
         search_attributes=TypedSearchAttributes(
             [
+                # The same attributes as its runs: `TriggerId="<id>"` lists the trigger
+                # workflow and its runs; WorkflowType tells them apart.
+                SearchAttributePair(TRIGGER_ID, spec.trigger_id),
                 SearchAttributePair(TRIGGER_PROVIDER, spec.provider),
                 SearchAttributePair(TRIGGER_OWNER, spec.owner),
             ]

@@ -238,10 +238,26 @@ class ShareOut(BaseModel):
 
 
 class WebhookAccepted(BaseModel):
-    event_id: str
-    event_key: str
-    run_id: str
-    duplicate: bool
+    """A delivery durably accepted (202). Whether it starts a run is ``would_start``."""
+
+    event_id: str = Field(description="The event's id (the sender's delivery id, bounded).")
+    event_key: str = Field(description="The deduplication key used (see ``run_id``).")
+    run_id: str = Field(
+        description="The workflow ID of the run this event starts if it passes the "
+        "trigger's condition, ``run:<trigger-id>:<event-key>``. A run with this ID exists "
+        "only when ``would_start`` is true (and its start did not fail, see "
+        "``failed_starts`` in the status); an event the condition drops never gets one."
+    )
+    duplicate: bool = Field(
+        description="A repeat of a delivery this API process accepted lately; nothing "
+        "new was accepted, and its first delivery decided its run."
+    )
+    would_start: bool | None = Field(
+        description="Whether the event passed the trigger's condition (and input mapping) "
+        "when it was accepted, so that its run ``run_id`` is started: false when it was "
+        "dropped (the condition was false or failed; counted in ``filtered`` of the "
+        "status). Null for a ``duplicate``, which is not decided again."
+    )
 
 
 class ErrorOut(BaseModel):

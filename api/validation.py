@@ -62,7 +62,9 @@ def validate_secrets(info: ProviderInfo, secrets: Mapping[str, str | None]) -> N
     for name, value in secrets.items():
         if not info.allows_secret(name):
             names = sorted(info.allowed_secrets)
-            if info.secret_pattern:
+            if info.secret_pattern_help:
+                names.append(f"names of {info.secret_pattern_help}")
+            elif info.secret_pattern:
                 names.append(f"names matching {info.secret_pattern}")
             allowed = ", ".join(names) or "none"
             raise invalid(

@@ -18,7 +18,7 @@ from temporalio.client import Client
 
 from tests.api_proc import ApiProcess
 from tests.conftest import eventually
-from tests.helpers import SECRET, count_runs, github_body, github_trigger
+from tests.helpers import SECRET, count_runs, github_body, github_trigger, runs_query
 from tests.raw_http import Answer, RawConnection, request
 from triggers import signatures, store
 from triggers.db import make_engine, session_factory, upgrade
@@ -166,7 +166,7 @@ async def accepted(live: Live, delivery: str, body: bytes | None = None) -> None
 
 
 async def runs(live: Live) -> set[str]:
-    return {wf.id async for wf in live.client.list_workflows(f'TriggerId="{live.tid}"')}
+    return {wf.id async for wf in live.client.list_workflows(runs_query(live.tid))}
 
 
 async def assert_runs_only(live: Live) -> None:

@@ -29,6 +29,7 @@ async def test_signed_delivery_starts_one_run_with_the_event_as_input(sqlite_sta
         "event_key": "delivery-1",
         "run_id": f"run:{tid}:delivery-1",
         "duplicate": False,
+        "would_start": True,
     }
 
     async def listed() -> list[str]:

@@ -16,10 +16,10 @@ import asyncio
 import contextlib
 import ctypes
 import json
+import logging
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import Callable, Mapping
@@ -30,6 +30,8 @@ from typing import IO
 
 from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
 from temporalio.client import Client
+
+from triggers.ports import free_port, port_in_use
 
 __all__ = ["SEARCH_ATTRIBUTES", "DevServer", "free_port", "temporal_binary"]
 
@@ -45,18 +47,10 @@ _POLL_INTERVAL = 0.1
 _RPC_TIMEOUT = 5.0
 _LOG_TAIL_BYTES = 4000
 _LOG_TAIL_LINES = 30
-
-
-def free_port() -> int:
-    """Return a TCP port on 127.0.0.1 that was free a moment ago.
-
-    Returns:
-        The port number chosen by the kernel for a socket bound to ``127.0.0.1:0``.
-    """
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+# Starts tried when a port was taken after all (see triggers/ports.py).
+_START_ATTEMPTS = 3
+_IN_USE = "address already in use"
+log = logging.getLogger("triggers.devserver")
 
 
 def temporal_binary() -> str:
@@ -154,6 +148,9 @@ class DevServer:
         dynamic_config: Mapping[str, object] | None = None,
         log_file: Path | None = None,
     ) -> None:
+        # Picked outside the ephemeral range, and again when a start finds one taken.
+        self._pick_port = port is None
+        self._pick_ui_port = ui_port is None and not headless
         self._port = port if port is not None else free_port()
         self._ui_port: int | None = None
         if not headless:
@@ -204,16 +201,47 @@ class DevServer:
         """Spawn the server and wait until it is healthy.
 
         Healthy means a client can connect to :attr:`address` in the configured namespace
-        and every entry of :data:`SEARCH_ATTRIBUTES` is registered.
+        and every entry of :data:`SEARCH_ATTRIBUTES` is registered. A server that exits at
+        once on an address in use starts again (3 starts in all; fresh ports where we
+        picked them): its own internal ports can collide however ours are chosen. A port
+        given explicitly that is taken is not retried.
 
         Args:
-            timeout: Seconds to wait for the server to become healthy.
+            timeout: Seconds to wait for the server to become healthy, per start.
 
         Raises:
             RuntimeError: If already started, if the process exits early, or if it is not
                 healthy in time. The process is stopped first; the error includes the tail
                 of the log file when there is one.
         """
+        for attempt in range(1, _START_ATTEMPTS + 1):
+            try:
+                await self._start_once(timeout)
+                return
+            except _ExitedEarly as exc:
+                if attempt == _START_ATTEMPTS or not self._may_retry(exc):
+                    raise
+                log.warning(
+                    "temporal dev server on port %d exited at start (%s); starting again",
+                    self._port,
+                    "an address was in use" if exc.in_use else "unknown cause",
+                )
+                if self._pick_port:
+                    self._port = free_port()
+                if self._pick_ui_port:
+                    self._ui_port = free_port()
+
+    def _may_retry(self, exc: _ExitedEarly) -> bool:
+        """A taken port given explicitly fails again; an unexplained exit (no log to tell)
+        is retried only on ports we picked."""
+        if not exc.in_use:
+            return self._log_file is None and self._pick_port
+        explicit = [] if self._pick_port else [self._port]
+        if self._ui_port is not None and not self._pick_ui_port:
+            explicit.append(self._ui_port)
+        return not any(port_in_use(self._ip, port) for port in explicit)
+
+    async def _start_once(self, timeout: float) -> None:
         if self._process is not None and self._process.returncode is None:
             raise RuntimeError(f"dev server already running (pid {self._process.pid})")
         cmd = self._command()
@@ -276,9 +304,10 @@ class DevServer:
                             return
                         last_error = f"search attributes not registered: {', '.join(missing)}"
                 if exited.done():
-                    raise RuntimeError(
-                        f"temporal dev server exited early with code {process.returncode}"
-                        + self._log_tail()
+                    tail = self._log_tail()
+                    raise _ExitedEarly(
+                        f"temporal dev server exited early with code {process.returncode}" + tail,
+                        in_use=_IN_USE in tail,
                     )
                 if loop.time() >= deadline:
                     raise RuntimeError(
@@ -370,6 +399,15 @@ class DevServer:
     ) -> None:
         """Stop the server."""
         await self.stop()
+
+
+class _ExitedEarly(RuntimeError):
+    """The server process ended before it was healthy; ``in_use``: its log says an address
+    was in use."""
+
+    def __init__(self, message: str, *, in_use: bool) -> None:
+        super().__init__(message)
+        self.in_use = in_use
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:

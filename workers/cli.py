@@ -3,7 +3,6 @@ revoke-queue."""
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import logging
@@ -11,12 +10,17 @@ import os
 import signal
 import sys
 from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
 
 import uvicorn
 from pydantic import SecretStr
 
 from triggers.crypto import SecretBox
 from triggers.settings import Settings, get_settings
+from workers.cli_help import parser
+
+if TYPE_CHECKING:
+    from temporalio.worker import Worker
 
 log = logging.getLogger("triggers")
 
@@ -149,7 +153,7 @@ async def _dev(settings: Settings) -> None:
                 api.should_exit = True
                 with contextlib.suppress(Exception):
                     await api_task
-                await worker.shutdown()
+                await _stop_worker(worker, worker_task, settings)
     finally:
         await server.stop()
         print("stopped", flush=True)
@@ -164,6 +168,12 @@ async def _api(settings: Settings) -> None:
             "(`triggers dev` makes one for local use)"
         )
 
+    if settings.listens_everywhere and not settings.public_url:
+        log.warning(
+            "TRIGGERS_PUBLIC_URL is not set: webhook URLs read %s/webhooks/...; set it to the "
+            "base URL senders reach this API at",
+            settings.base_url,
+        )
     api = _uvicorn(create_app(settings), settings)
     stop = _stop_event()
     task = asyncio.create_task(api.serve())
@@ -172,6 +182,27 @@ async def _api(settings: Settings) -> None:
     finally:
         api.should_exit = True
         await task
+
+
+# What a stop may take beyond the activities' grace: in-flight workflow tasks, the last
+# completions sent to Temporal, closing the database. Grace 5 s + 4 s stays under the
+# 10 s that ``docker stop`` waits before it kills.
+_STOP_MARGIN_SECONDS = 4.0
+
+
+async def _stop_worker(worker: Worker, task: asyncio.Task[None], settings: Settings) -> None:
+    """Shut the worker down within its grace period plus a margin, however busy it is; past
+    that the command gives up waiting and exits non-zero."""
+    bound = settings.worker_shutdown_grace_seconds + _STOP_MARGIN_SECONDS
+    log.info("stopping the worker (at most %.0f s)", bound)
+    try:
+        await asyncio.wait_for(worker.shutdown(), bound)
+    except TimeoutError:
+        task.cancel()
+        raise SystemExit(f"the worker did not stop within {bound:.0f} s; exiting anyway") from None
+    with contextlib.suppress(Exception):  # a fatal worker error was raised by _until already
+        await task
+    log.info("worker stopped")
 
 
 async def _worker(settings: Settings) -> None:
@@ -190,7 +221,7 @@ async def _worker(settings: Settings) -> None:
         try:
             await _until(stop, task)
         finally:
-            await worker.shutdown()
+            await _stop_worker(worker, task, settings)
 
 
 async def _users_create(settings: Settings, name: str) -> None:
@@ -248,26 +279,8 @@ def setup_logging() -> None:
     redaction.install()
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="triggers", description=__doc__)
-    sub = p.add_subparsers(dest="command", required=True)
-    sub.add_parser("dev", help="embedded stack: Temporal dev server + worker + API, SQLite")
-    sub.add_parser("api", help="run the HTTP API")
-    sub.add_parser("worker", help="run a worker")
-    db = sub.add_parser("db", help="database schema").add_subparsers(dest="db_cmd", required=True)
-    db.add_parser("upgrade", help="apply migrations")
-    users = sub.add_parser("users", help="users").add_subparsers(dest="users_cmd", required=True)
-    create = users.add_parser("create", help="create a user and print an API key")
-    create.add_argument("name")
-    for command, verb in (("grant-queue", "allow"), ("revoke-queue", "stop allowing")):
-        q = users.add_parser(command, help=f"{verb} a user's triggers to target a task queue")
-        q.add_argument("name")
-        q.add_argument("queue")
-    return p
-
-
 def main(argv: Sequence[str] | None = None) -> None:
-    args = _parser().parse_args(argv)
+    args = parser(__doc__).parse_args(argv)
     setup_logging()
     settings = get_settings()
     if args.command == "dev":

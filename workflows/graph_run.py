@@ -47,6 +47,9 @@ with workflow.unsafe.imports_passed_through():
 NODE_FAILED = "NodeFailed"
 # Errors an http_request attempt cannot recover from (activities/http_request.py).
 _HTTP_NON_RETRYABLE = ["BlockedAddress", "RequestError"]
+# Attempts beyond the node's own, for those a stopping (or dying) worker cut short; the
+# activity makes the node's last attempt's failure final itself (activities/http_request.py).
+_INTERRUPTED_ATTEMPTS = 3
 _LOG_LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
 
 
@@ -141,7 +144,7 @@ class GraphRun:
                 # The node's timeout bounds the request; the rest is loading the allowlist.
                 start_to_close_timeout=timedelta(seconds=timeout + 10),
                 retry_policy=RetryPolicy(
-                    maximum_attempts=attempts,
+                    maximum_attempts=attempts + _INTERRUPTED_ATTEMPTS,
                     initial_interval=timedelta(seconds=1),
                     maximum_interval=timedelta(seconds=30),
                     non_retryable_error_types=_HTTP_NON_RETRYABLE,

@@ -23,6 +23,8 @@ SOURCE_LIFETIME = timedelta(minutes=5)
 # noticed and how fast a cancel reaches the loop (events it sends meanwhile are refused by
 # their config version, so a disable takes effect at once regardless).
 SOURCE_HEARTBEAT_TIMEOUT = timedelta(seconds=10)
+# The failure type Temporal's core gives an activity a stopping worker did not finish.
+WORKER_SHUTDOWN = "WorkerShutdown"
 # Seconds: the longest backoff between attempts of a failing source.
 SOURCE_BACKOFF_CAP = 300.0
 
@@ -113,6 +115,14 @@ class SourceLoop:
         except ActivityError as err:
             cause = err.cause
             if isinstance(cause, CancelledError):
+                return
+            if (
+                isinstance(cause, ApplicationError)
+                and cause.type == WORKER_SHUTDOWN
+                and workflow.patched("worker-shutdown-retries-at-once")
+            ):
+                # The worker stopped before the loop could return (past its grace): not a
+                # source error; the next attempt starts at once, on a worker that runs.
                 return
             if isinstance(cause, ApplicationError) and cause.type == CONFIG_ERROR:
                 state.status = "failed"

@@ -33,6 +33,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.run_starts import RunStarts
     from workflows.source_loop import SourceLoop
     from workflows.types import (
+        TRIGGER_ID,
         RecentEvents,
         RecoverInput,
         RecoverResult,
@@ -103,6 +104,11 @@ class TriggerWorkflow(RunStarts):
 
     @workflow.run
     async def run(self, inp: TriggerInput) -> TriggerState:
+        if workflow.info().typed_search_attributes.get(TRIGGER_ID) is None and workflow.patched(
+            "trigger-id-search-attribute"
+        ):
+            # Started by an older API, without it (continue-as-new keeps it from here on).
+            workflow.upsert_search_attributes([TRIGGER_ID.value_set(self._spec.trigger_id)])
         if self._early is not None:
             await self._recover()
         if self._state.guard_run_id:

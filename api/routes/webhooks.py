@@ -84,8 +84,9 @@ async def receive_webhook(
     """Verify a delivery and hand it to the trigger's workflow.
 
     202 means the event is durably accepted: the signal carrying it is persisted in the
-    trigger workflow's history. Repeats of a delivery answer 202 with ``duplicate: true``
-    and never start a second run.
+    trigger workflow's history. ``would_start`` says whether it passed the trigger's
+    condition: only then is the run ``run_id`` started; a dropped event never has one.
+    Repeats of a delivery answer 202 with ``duplicate: true`` and never start a second run.
     """
     settings = state.settings
     # Answers before the body is read close the connection when its rest may be large.
@@ -159,6 +160,7 @@ async def receive_webhook(
     # Known duplicates only: this process accepted the same key before. Anything else is
     # sent on; the trigger workflow counts a repeat it recognises in ``duplicates``.
     duplicate = recent_key in state.recent
+    would_start: bool | None = None
     if not duplicate and config.replay_window_seconds:
         refused = await _replayed(state, trigger_id, body, event.key, config.replay_window_seconds)
         if refused is not None:
@@ -172,7 +174,12 @@ async def receive_webhook(
         ):
             await state.batcher.submit(trigger, event, size=signal_size(event))
         state.recent.add(recent_key)
+        would_start = event.verdict is None or event.verdict.result == "passed"
     accepted = WebhookAccepted(
-        event_id=event.id, event_key=event.key, run_id=run_id, duplicate=duplicate
+        event_id=event.id,
+        event_key=event.key,
+        run_id=run_id,
+        duplicate=duplicate,
+        would_start=would_start,
     )
     return JSONResponse(status_code=202, content=accepted.model_dump())

@@ -31,6 +31,7 @@ class ProviderInfo:
     optional_secrets: frozenset[str] = field(default_factory=frozenset)
     # Any secret name matching this regular expression is allowed too (user-named secrets).
     secret_pattern: str | None = None
+    secret_pattern_help: str | None = None
     # The loop that produces events; None for push providers (webhooks arrive over HTTP).
     source: type[SourceProvider] | None = None
     # The part of a validated config that decides where the trigger connects and where its
@@ -45,6 +46,7 @@ class ProviderInfo:
             required_secrets=provider.required_secrets,
             optional_secrets=provider.optional_secrets,
             secret_pattern=provider.secret_pattern,
+            secret_pattern_help=provider.secret_pattern_help,
             source=provider,
             destinations=provider.destinations,
         )

@@ -117,6 +117,9 @@ class SourceProvider(ABC):
         carry a secret)."""
         return destination_values(config, cls.destination_fields)
 
+    # That pattern in words, for the 422 that refuses a name (e.g. "letters, digits and _").
+    secret_pattern_help: ClassVar[str | None] = None
+
     @abstractmethod
     async def init(
         self, config: BaseModel, secrets: Mapping[str, str], context: SourceContext

@@ -38,7 +38,12 @@ from triggers.providers.base import (
 
 logger = logging.getLogger(__name__)
 
-SECRET_NAME = r"[a-z][a-z0-9_]{0,63}"
+# Secret names as templates reference them, matched exactly (case-sensitive).
+SECRET_NAME = r"[A-Za-z][A-Za-z0-9_]{0,63}"
+SECRET_NAME_RULE = (
+    "letters of either case, digits and _, starting with a letter, at most 64 characters "
+    "(case-sensitive: {{secrets.Token}} uses the secret Token)"
+)
 EVENT_TYPE = "http_poll.item"
 LINK_HEADER = "header:link"
 MAX_RESPONSE_BYTES = 10 * 1024 * 1024
@@ -48,7 +53,7 @@ _USER_AGENT = "temporal-triggers/http_poll"
 
 class HttpPollConfig(BaseModel):
     """Configuration of an HTTP polling trigger. Secrets referenced by header templates go in
-    the trigger's ``secrets`` under the same names (lowercase letters, digits, ``_``)."""
+    the trigger's ``secrets`` under the same names (see ``SECRET_NAME_RULE``)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -57,7 +62,8 @@ class HttpPollConfig(BaseModel):
     headers: dict[str, str] = Field(
         default_factory=dict,
         description="Request headers; values may use {{secrets.NAME}}, "
-        "e.g. 'Authorization': 'Bearer {{secrets.token}}'.",
+        "e.g. 'Authorization': 'Bearer {{secrets.token}}', with the secret under the same "
+        f"name in the trigger's secrets. NAME: {SECRET_NAME_RULE}.",
     )
     query: dict[str, str] = Field(
         default_factory=dict,
@@ -153,7 +159,11 @@ class HttpPollConfig(BaseModel):
     def _check_headers(cls, headers: dict[str, str]) -> dict[str, str]:
         for name, value in headers.items():
             for ref in polling.template_names(value):
-                if not re.fullmatch(rf"secrets\.{SECRET_NAME}", ref):
+                if ref.startswith("secrets.") and not re.fullmatch(SECRET_NAME, ref[8:]):
+                    raise ValueError(
+                        f"header {name}: {{{{{ref}}}}}: a secret name is {SECRET_NAME_RULE}"
+                    )
+                if not ref.startswith("secrets."):
                     raise ValueError(f"header {name}: only {{{{secrets.NAME}}}} may be used")
         return headers
 
@@ -198,6 +208,8 @@ class HttpPollProvider(SourceProvider):
             if polling.template_names(value)
         }
         return found
+
+    secret_pattern_help = SECRET_NAME_RULE
 
     _config: HttpPollConfig
     _client: httpx.AsyncClient | None = None
@@ -398,7 +410,11 @@ def _render_headers(
         names = [ref.removeprefix("secrets.") for ref in refs]
         missing = [n for n in names if not secrets.get(n)]
         if missing:
-            raise ProviderConfigError(f"header {name} uses secret {missing[0]}, which is not set")
+            hint = [n for n in secrets if n.lower() == missing[0].lower()]
+            also = f" (names are case-sensitive; set: {hint[0]})" if hint else ""
+            raise ProviderConfigError(
+                f"header {name} uses secret {missing[0]}, which is not set{also}"
+            )
         value = polling.render(
             template, {ref: secrets[n] for ref, n in zip(refs, names, strict=True)}
         )
