@@ -2,36 +2,14 @@
 
 from __future__ import annotations
 
-import math
 import uuid
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from api.text import SafeAny, SafeJson, SafeStr
 from triggers.models import ShareRole
-
-
-def json_safe(value: Any) -> Any:
-    """Refuse what the databases cannot store: NUL characters and non-finite numbers."""
-    if isinstance(value, str):
-        if "\x00" in value:
-            raise ValueError("must not contain NUL characters")
-    elif isinstance(value, float):
-        if not math.isfinite(value):
-            raise ValueError("numbers must be finite (no NaN or Infinity)")
-    elif isinstance(value, dict):
-        for k, v in value.items():
-            json_safe(k)
-            json_safe(v)
-    elif isinstance(value, list):
-        for v in value:
-            json_safe(v)
-    return value
-
-
-SafeStr = Annotated[str, AfterValidator(json_safe)]
-SafeJson = Annotated[dict[str, Any], AfterValidator(json_safe)]
 
 
 class TargetIn(BaseModel):
@@ -248,7 +226,7 @@ class SampleEvent(BaseModel):
     type: SafeStr = Field(default="dry-run", max_length=500)
     time: SafeStr = Field(default_factory=_now_iso, max_length=100, description="Default: now.")
     subject: SafeStr | None = Field(default=None, max_length=500)
-    data: Annotated[Any, AfterValidator(json_safe)] = None
+    data: SafeAny = None
     headers: dict[SafeStr, SafeStr] = Field(default_factory=dict)
 
 

@@ -8,7 +8,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import CurrentUser, SessionDep
-from api.schemas import SafeStr
+from api.text import SafeStr
 from api.validation import invalid
 from triggers import net
 from triggers.models import User

@@ -21,6 +21,7 @@ from api.schemas import (
     TriggerUpdate,
 )
 from api.state import AppState
+from api.text import SafeStr
 from api.validation import (
     expression_or_422,
     graph_or_422,
@@ -132,7 +133,7 @@ async def list_triggers(
     state: StateDep,
     session: SessionDep,
     user: CurrentUser,
-    provider: str | None = None,
+    provider: Annotated[SafeStr | None, Query(max_length=64)] = None,
     enabled: bool | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
@@ -356,11 +357,11 @@ async def share_trigger(
 
 @router.delete("/{trigger_id}/shares/{user_name}", status_code=status.HTTP_204_NO_CONTENT)
 async def unshare_trigger(
-    trigger_id: uuid.UUID, user_name: str, session: SessionDep, user: CurrentUser
+    trigger_id: uuid.UUID, user_name: SafeStr, session: SessionDep, user: CurrentUser
 ) -> Response:
     """Stop sharing with a user. Owner only."""
     trigger, _ = await _load(session, user, trigger_id, "owner")
-    other = None if "\x00" in user_name else await store.get_user_by_name(session, name=user_name)
+    other = await store.get_user_by_name(session, name=user_name)
     if other is None or not await store.remove_share(session, trigger=trigger, user=other):
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"{user_name!r} has no share")
     return Response(status_code=status.HTTP_204_NO_CONTENT)
