@@ -8,6 +8,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import CurrentUser, SessionDep
+from api.errors import answers
 from api.text import SafeStr
 from api.validation import invalid
 from triggers import net
@@ -37,13 +38,13 @@ def _public(user: User) -> MePublic:
     return MePublic(id=user.id, name=user.name, network_allowlist=list(user.network_allowlist))
 
 
-@router.get("", response_model=MePublic)
+@router.get("", response_model=MePublic, responses=answers(401, 503))
 async def me(user: CurrentUser) -> MePublic:
     """Who the API key belongs to."""
     return _public(user)
 
 
-@router.put("/network-allowlist", response_model=MePublic)
+@router.put("/network-allowlist", response_model=MePublic, responses=answers(400, 401, 422, 503))
 async def set_network_allowlist(
     body: AllowlistIn, user: CurrentUser, session: SessionDep
 ) -> MePublic:

@@ -10,6 +10,7 @@ from fastapi import APIRouter, HTTPException, Query, Response, status
 
 from api import control
 from api.deps import CurrentUser, SessionDep, StateDep
+from api.errors import answers
 from api.schemas import (
     ShareIn,
     ShareOut,
@@ -128,7 +129,7 @@ async def _save_and_apply(
     return trigger
 
 
-@router.get("", response_model=TriggerPage)
+@router.get("", response_model=TriggerPage, responses=answers(401, 422, 503))
 async def list_triggers(
     state: StateDep,
     session: SessionDep,
@@ -146,7 +147,12 @@ async def list_triggers(
     return TriggerPage(items=items, total=total, limit=limit, offset=offset)
 
 
-@router.post("", response_model=TriggerPublic, status_code=status.HTTP_201_CREATED)
+@router.post(
+    "",
+    response_model=TriggerPublic,
+    status_code=status.HTTP_201_CREATED,
+    responses=answers(400, 401, 422, 503),
+)
 async def create_trigger(
     body: TriggerCreate, state: StateDep, session: SessionDep, user: CurrentUser
 ) -> TriggerPublic:
@@ -182,7 +188,7 @@ async def create_trigger(
     return to_public(state, trigger, "owner")
 
 
-@router.get("/{trigger_id}", response_model=TriggerPublic)
+@router.get("/{trigger_id}", response_model=TriggerPublic, responses=answers(401, 404, 422, 503))
 async def get_trigger(
     trigger_id: uuid.UUID, state: StateDep, session: SessionDep, user: CurrentUser
 ) -> TriggerPublic:
@@ -194,7 +200,7 @@ async def get_trigger(
 @router.get(
     "/{trigger_id}/status",
     response_model=TriggerRuntime,
-    responses={503: {"description": "Temporal could not be asked; retry after Retry-After"}},
+    responses=answers(401, 404, 422, 503),
 )
 async def trigger_status(
     trigger_id: uuid.UUID, state: StateDep, session: SessionDep, user: CurrentUser
@@ -245,7 +251,9 @@ async def trigger_status(
     return TriggerRuntime(running=True, workflow_id=wid, **report)
 
 
-@router.patch("/{trigger_id}", response_model=TriggerPublic)
+@router.patch(
+    "/{trigger_id}", response_model=TriggerPublic, responses=answers(400, 401, 403, 404, 422, 503)
+)
 async def update_trigger(
     trigger_id: uuid.UUID,
     body: TriggerUpdate,
@@ -302,7 +310,9 @@ async def _set_enabled(
     return to_public(state, trigger, role)
 
 
-@router.post("/{trigger_id}/enable", response_model=TriggerPublic)
+@router.post(
+    "/{trigger_id}/enable", response_model=TriggerPublic, responses=answers(401, 403, 404, 422, 503)
+)
 async def enable_trigger(
     trigger_id: uuid.UUID, state: StateDep, session: SessionDep, user: CurrentUser
 ) -> TriggerPublic:
@@ -310,7 +320,11 @@ async def enable_trigger(
     return await _set_enabled(trigger_id, True, state, session, user)
 
 
-@router.post("/{trigger_id}/disable", response_model=TriggerPublic)
+@router.post(
+    "/{trigger_id}/disable",
+    response_model=TriggerPublic,
+    responses=answers(401, 403, 404, 422, 503),
+)
 async def disable_trigger(
     trigger_id: uuid.UUID, state: StateDep, session: SessionDep, user: CurrentUser
 ) -> TriggerPublic:
@@ -318,7 +332,11 @@ async def disable_trigger(
     return await _set_enabled(trigger_id, False, state, session, user)
 
 
-@router.delete("/{trigger_id}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete(
+    "/{trigger_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=answers(401, 403, 404, 422, 503),
+)
 async def delete_trigger(
     trigger_id: uuid.UUID, state: StateDep, session: SessionDep, user: CurrentUser
 ) -> Response:
@@ -332,7 +350,9 @@ async def delete_trigger(
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.get("/{trigger_id}/shares", response_model=list[ShareOut])
+@router.get(
+    "/{trigger_id}/shares", response_model=list[ShareOut], responses=answers(401, 404, 422, 503)
+)
 async def list_shares(
     trigger_id: uuid.UUID, session: SessionDep, user: CurrentUser
 ) -> list[ShareOut]:
@@ -341,7 +361,11 @@ async def list_shares(
     return [ShareOut(user=n, role=r) for n, r in await store.list_shares(session, trigger=trigger)]
 
 
-@router.put("/{trigger_id}/shares", response_model=ShareOut)
+@router.put(
+    "/{trigger_id}/shares",
+    response_model=ShareOut,
+    responses=answers(400, 401, 403, 404, 422, 503),
+)
 async def share_trigger(
     trigger_id: uuid.UUID, body: ShareIn, session: SessionDep, user: CurrentUser
 ) -> ShareOut:
@@ -355,7 +379,11 @@ async def share_trigger(
     return ShareOut(user=other.name, role=share.role)
 
 
-@router.delete("/{trigger_id}/shares/{user_name}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete(
+    "/{trigger_id}/shares/{user_name}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=answers(401, 403, 404, 422, 503),
+)
 async def unshare_trigger(
     trigger_id: uuid.UUID, user_name: SafeStr, session: SessionDep, user: CurrentUser
 ) -> Response:

@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 
 from api import control
 from api.deps import StateDep
+from api.errors import answers
 from api.ratelimit import retry_after_header
 from api.schemas import WebhookAccepted
 from triggers import store
@@ -51,15 +52,19 @@ def _error(code: int, message: str, retry_after: str | None = None) -> JSONRespo
     "/webhooks/{preset}/{trigger_id}",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=WebhookAccepted,
-    responses={
-        401: {"description": "Bad, missing or expired signature"},
-        404: {"description": "No such trigger for this preset"},
-        409: {"description": "The trigger is disabled"},
-        413: {"description": "Body over the size limit"},
-        415: {"description": "Body type the scheme cannot read"},
-        429: {"description": "Over the trigger's rate limit (see Retry-After)"},
-        503: {"description": "Temporal unreachable; retry after Retry-After"},
-    },
+    responses=answers(
+        400,
+        401,
+        404,
+        409,
+        413,
+        415,
+        422,
+        429,
+        503,
+        d401="Bad, missing or expired signature",
+        d404="No such trigger for this preset",
+    ),
 )
 async def receive_webhook(
     preset: str, trigger_id: str, request: Request, state: StateDep
