@@ -9,7 +9,13 @@ from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from temporalio.client import Client
 
-from api.errors import DATABASE_UNAVAILABLE, CatchAll, database_unavailable_handler
+from api import openapi
+from api.errors import (
+    DATABASE_UNAVAILABLE,
+    CatchAll,
+    database_unavailable_handler,
+    method_not_allowed,
+)
 from api.routes import dry_run, health, me, triggers, webhooks
 from api.state import AppState
 from api.validation import validation_error_handler
@@ -49,10 +55,12 @@ def create_app(settings: Settings | None = None, *, client: Client | None = None
     unavailable = database_unavailable_handler(settings.retry_after_seconds)
     for exc_type in DATABASE_UNAVAILABLE:
         app.add_exception_handler(exc_type, unavailable)
+    app.add_exception_handler(405, method_not_allowed)
     app.add_middleware(CatchAll)
     app.include_router(health.router)
     app.include_router(me.router)
     app.include_router(triggers.router)
     app.include_router(dry_run.router)
     app.include_router(webhooks.router)
+    openapi.install(app)
     return app

@@ -25,11 +25,10 @@ from pydantic.fields import FieldInfo
 from pydantic.json_schema import JsonSchemaValue, WithJsonSchema
 from pydantic_core import CoreSchema
 
+from api.text import NON_BLANK_PATTERN
 from triggers.providers import ProviderInfo, get_provider, provider_names
 
-# A secret's value: text with something in it besides whitespace, no NUL.
-SECRET_PATTERN = "^[^\\u0000]*[^\\s\\u0000][^\\u0000]*$"
-_SECRET_VALUE = {"type": "string", "pattern": SECRET_PATTERN}
+_SECRET_VALUE = {"type": "string", "pattern": NON_BLANK_PATTERN}
 
 
 def _camel(name: str) -> str:
@@ -61,8 +60,13 @@ def _union(*types: Any) -> Any:
     return functools.reduce(operator.or_, types)
 
 
-def _has_required_fields(model: type[BaseModel]) -> bool:
-    return any(f.is_required() for f in model.model_fields.values())
+def _takes_empty(model: type[BaseModel]) -> bool:
+    """Whether ``{}`` is a valid config (then a create body may leave ``config`` out)."""
+    try:
+        model.model_validate({})
+    except ValueError:  # pydantic's ValidationError
+        return False
+    return True
 
 
 def _field(model: type[BaseModel], name: str) -> Any:
@@ -76,9 +80,9 @@ def _create_member(
     base: type[BaseModel], info: ProviderInfo, extra_fields: tuple[str, ...]
 ) -> type[BaseModel]:
     config: Any = (
-        (info.config_model, ...)
-        if _has_required_fields(info.config_model)
-        else (info.config_model, Field(default=None))
+        (info.config_model, Field(default=None))
+        if _takes_empty(info.config_model)
+        else (info.config_model, ...)
     )
     return create_model(
         f"{_camel(info.name)}TriggerCreate",

@@ -14,6 +14,7 @@ import sqlalchemy.exc
 from fastapi import Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 log = logging.getLogger("triggers.api")
@@ -114,6 +115,21 @@ def database_unavailable_handler(retry_after: int) -> Any:
         )
 
     return handle
+
+
+async def method_not_allowed(request: Request, exc: Exception) -> JSONResponse:
+    """A 405 whose ``Allow`` lists every method of the path. Starlette's names only the first
+    route that matched the path, and FastAPI makes one route per method."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches(request.scope)
+        if match != Match.NONE:
+            methods.update(getattr(route, "methods", None) or ())
+    return JSONResponse(
+        status_code=405,
+        content={"detail": "Method Not Allowed"},
+        headers={"Allow": ", ".join(sorted(methods))},
+    )
 
 
 class CatchAll:

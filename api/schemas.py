@@ -17,8 +17,8 @@ from pydantic import (
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema
 
-from api.body_schemas import SECRET_PATTERN, AnyProviderConfig, ProviderUnion, one_of
-from api.text import SafeJson, SafeStr
+from api.body_schemas import AnyProviderConfig, ProviderUnion, one_of
+from api.text import NON_BLANK_PATTERN, SafeJson, SafeStr
 from triggers.graph import Graph
 from triggers.models import ShareRole
 
@@ -39,6 +39,7 @@ InputMapping = Annotated[
     SafeStr,
     Field(
         max_length=10_000,
+        json_schema_extra={"minLength": 1},  # "" is refused as an empty expression
         description="For a `workflow` target: CEL over `event` and `trigger` giving the "
         "workflow's input (default: the whole event). Example: "
         '`{"ref": event.data.ref, "who": trigger.name}`. An event on which it fails is '
@@ -47,12 +48,13 @@ InputMapping = Annotated[
 ]
 SecretValue = Annotated[
     SafeStr,
-    Field(json_schema_extra={"pattern": SECRET_PATTERN}),
+    Field(json_schema_extra={"pattern": NON_BLANK_PATTERN}),
 ]
 Condition = Annotated[
     SafeStr,
     Field(
         max_length=10_000,
+        json_schema_extra={"minLength": 1},  # "" is refused as an empty expression
         description="CEL over `event` (id, source, type, time, subject, data, headers) and "
         "`trigger` (id, name, provider); only events for which it is true start a run. "
         'Example: `event.data.ref == "refs/heads/main"`. Must compile as CEL.',

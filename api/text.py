@@ -12,14 +12,15 @@ from __future__ import annotations
 import math
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, GetJsonSchemaHandler
-from pydantic.json_schema import JsonSchemaValue
-from pydantic_core import CoreSchema, PydanticCustomError
+from pydantic import BeforeValidator
+from pydantic_core import PydanticCustomError
 
 # Far deeper than any config, graph or sample event needs; far shallower than the stack.
 MAX_JSON_DEPTH = 32
-# The rule as the OpenAPI states it for every string a request carries.
+# The rule as the OpenAPI states it for every string a request carries (``api.openapi``).
 NO_NUL_PATTERN = "^[^\\u0000]*$"
+# ... and for values that must have something besides whitespace (secrets, allowlist entries).
+NON_BLANK_PATTERN = "^[^\\u0000]*[^\\s\\u0000][^\\u0000]*$"
 # The error type of a refused value inside JSON; ``ctx["path"]`` says where it is.
 JSON_VALUE_ERROR = "json_value"
 
@@ -81,19 +82,6 @@ def check_json(value: Any) -> Any:
     return value
 
 
-class _NoNul:
-    """Publishes the NUL rule in the JSON schema of a string (surrogates are not text, so a
-    schema cannot mention them)."""
-
-    def __get_pydantic_json_schema__(
-        self, core_schema: CoreSchema, handler: GetJsonSchemaHandler
-    ) -> JsonSchemaValue:
-        schema = handler(core_schema)
-        if schema.get("type") == "string" and "pattern" not in schema:
-            schema["pattern"] = NO_NUL_PATTERN
-        return schema
-
-
-SafeStr = Annotated[str, BeforeValidator(check_text), _NoNul()]
+SafeStr = Annotated[str, BeforeValidator(check_text)]
 SafeJson = Annotated[dict[str, Any], BeforeValidator(check_json)]
 SafeAny = Annotated[Any, BeforeValidator(check_json)]

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import uuid
+from typing import Annotated
 
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import CurrentUser, SessionDep
 from api.errors import answers
-from api.text import SafeStr
+from api.text import NON_BLANK_PATTERN, SafeStr
 from api.validation import invalid
 from triggers import net
 from triggers.models import User
@@ -31,7 +32,9 @@ class AllowlistIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    entries: list[SafeStr] = Field(max_length=100)
+    entries: list[
+        Annotated[SafeStr, Field(max_length=1000, json_schema_extra={"pattern": NON_BLANK_PATTERN})]
+    ] = Field(max_length=100)
 
 
 def _public(user: User) -> MePublic:

@@ -26,6 +26,7 @@ from api.text import SafeStr
 from api.validation import (
     expression_or_422,
     graph_or_422,
+    invalid,
     provider_or_422,
     require_secrets,
     validate_config,
@@ -370,11 +371,12 @@ async def share_trigger(
     trigger_id: uuid.UUID, body: ShareIn, session: SessionDep, user: CurrentUser
 ) -> ShareOut:
     """Share with another user as ``viewer`` (read) or ``editor`` (change, enable, disable).
-    Owner only."""
+    Owner only. A user that does not exist (or yourself) is a 422 on ``user``."""
     trigger, _ = await _load(session, user, trigger_id, "owner")
     other = await store.get_user_by_name(session, name=body.user)
     if other is None or other.id == user.id:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"user {body.user!r} not found")
+        # The trigger exists; the body names no one it can be shared with.
+        raise invalid(("body", "user"), f"user {body.user!r} not found")
     share = await store.set_share(session, trigger=trigger, user=other, role=body.role)
     return ShareOut(user=other.name, role=share.role)
 
