@@ -117,18 +117,24 @@ def database_unavailable_handler(retry_after: int) -> Any:
     return handle
 
 
+_METHODS = ("DELETE", "GET", "HEAD", "PATCH", "POST", "PUT")
+
+
 async def method_not_allowed(request: Request, exc: Exception) -> JSONResponse:
     """A 405 whose ``Allow`` lists every method of the path. Starlette's names only the first
     route that matched the path, and FastAPI makes one route per method."""
-    methods: set[str] = set()
-    for route in request.app.router.routes:
-        match, _ = route.matches(request.scope)
-        if match != Match.NONE:
-            methods.update(getattr(route, "methods", None) or ())
+    allowed = [
+        method
+        for method in _METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] == Match.FULL
+            for route in request.app.router.routes
+        )
+    ]
     return JSONResponse(
         status_code=405,
         content={"detail": "Method Not Allowed"},
-        headers={"Allow": ", ".join(sorted(methods))},
+        headers={"Allow": ", ".join(allowed)},
     )
 
 
