@@ -76,7 +76,10 @@ async def run_schemathesis(
     config: Path | None = None,
     extra: tuple[str, ...] = (),
 ) -> FuzzRun:
+    # TRIGGERS_FUZZ_SEED replays a run; TRIGGERS_FUZZ_SCALE=10 fuzzes ten times as long.
     seed = int(os.environ.get("TRIGGERS_FUZZ_SEED") or random.randrange(2**31))
+    scale = float(os.environ.get("TRIGGERS_FUZZ_SCALE") or 1)
+    max_time, max_examples = round(max_time * scale), round(max_examples * scale)
     report = workdir / f"schemathesis-{seed}.json"
     args = [sys.executable, "-m", "schemathesis.cli"]
     if config is not None:
