@@ -41,6 +41,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    JsonValue,
     ValidationError,
     field_validator,
     model_validator,
@@ -80,6 +81,10 @@ MAX_WAIT_SECONDS = 60.0
 CATCHUP_BATCH = 100
 
 
+# The zone names ZoneInfo knows here (tzdata is a dependency), as the schema's enum.
+_ZONES: list[JsonValue] = [*sorted(available_timezones())]
+
+
 class CronConfig(BaseModel):
     """Configuration of a schedule trigger. No secrets."""
 
@@ -115,7 +120,7 @@ class CronConfig(BaseModel):
     timezone: str = Field(
         default="UTC",
         description="IANA zone of the cron fields.",
-        json_schema_extra={"enum": sorted(available_timezones())},
+        json_schema_extra={"enum": _ZONES},
     )
     start_at: AwareDatetime | None = Field(default=None, description="No slot before this.")
     end_at: AwareDatetime | None = Field(
