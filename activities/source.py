@@ -16,24 +16,25 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, NoReturn
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio import activity
 from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 
-from triggers import store
+from triggers import redaction, store
 from triggers.admission import Admission, admit
 from triggers.crypto import SecretBox
 from triggers.events import Event, EventBatch, signal_size, trigger_workflow_id
-from triggers.models import TriggerStatus, User
+from triggers.models import Trigger, TriggerStatus, User
 from triggers.providers import UnknownProvider, get_provider
 from triggers.providers.base import (
     Cursor,
     ProviderConfigError,
     ProviderTransientError,
     SourceContext,
+    SourceProvider,
     SourceStop,
 )
 from triggers.sources import CONFIG_ERROR, TRANSIENT_ERROR, SourceInput, SourceResult
@@ -208,6 +209,7 @@ class SourceActivities:
         async with self._sessions() as session:
             trigger = await store.get_trigger(session, trigger_id=uuid.UUID(inp.trigger_id))
             owner = await session.get(User, trigger.user_id) if trigger else None
+            allowlist = await network_allowlist(session, trigger) if trigger else ()
         if trigger is None or owner is None or not trigger.enabled:
             return SourceResult(cursor=cursor, events=0, finished=True)
         try:
@@ -218,11 +220,26 @@ class SourceActivities:
         except (UnknownProvider, ValidationError, ProviderConfigError) as exc:
             await self._fail(inp.trigger_id, _describe(exc))
         secrets = self._box.decrypt(trigger.secrets_encrypted) if self._box else {}
+        # Every log line of this process masks these while the loop holds them.
+        with redaction.hold(secrets.values()):
+            return await self._run(inp, trigger, provider_info.source, config, secrets, allowlist)
+
+    async def _run(
+        self,
+        inp: SourceInput,
+        trigger: Trigger,
+        source: type[SourceProvider],
+        config: BaseModel,
+        secrets: dict[str, str],
+        allowlist: tuple[str, ...],
+    ) -> SourceResult:
+        """The provider's life (init, run, shutdown) and how it ended, as a result or an
+        error for the workflow."""
         context = SourceContext(
             trigger_id=inp.trigger_id,
             trigger_name=trigger.name,
             owner=str(trigger.user_id),
-            network_allowlist=tuple(owner.network_allowlist),
+            network_allowlist=allowlist,
         )
         admission = Admission.of(trigger)
 
@@ -232,13 +249,13 @@ class SourceActivities:
         sink = ActivitySink(
             self._client,
             trigger_id=inp.trigger_id,
-            cursor=cursor,
+            cursor=inp.cursor,
             lifetime=inp.lifetime_seconds,
             park_after=inp.park_after_seconds,
             config_version=inp.config_version,
             admit=admit_events,
         )
-        provider = provider_info.source()
+        provider = source()
         beat = asyncio.create_task(self._beat(sink))
         finished = False
         resume_at: datetime | None = None
@@ -301,6 +318,16 @@ class SourceActivities:
             await asyncio.sleep(self._heartbeat_every)
 
 
+async def network_allowlist(session: AsyncSession, trigger: Trigger) -> tuple[str, ...]:
+    """The allowlist of the user who last chose where the trigger connects (its network
+    principal), never simply the owner's: an editor's destination goes through the
+    editor's allowlist. A principal that no longer exists allows public addresses only."""
+    if trigger.network_principal_id is None:
+        return ()
+    principal = await session.get(User, trigger.network_principal_id)
+    return tuple(principal.network_allowlist) if principal else ()
+
+
 def _describe(exc: BaseException, secrets: dict[str, str] | None = None) -> str:
     """A message for users and logs: never a secret, even one a library echoed."""
     if isinstance(exc, ValidationError):
@@ -312,7 +339,4 @@ def _describe(exc: BaseException, secrets: dict[str, str] | None = None) -> str:
     text = str(exc) or type(exc).__name__
     if not isinstance(exc, ProviderConfigError | ProviderTransientError):
         text = f"{type(exc).__name__}: {text}"
-    for value in (secrets or {}).values():
-        if value:
-            text = text.replace(value, "***")
-    return text[:500]
+    return redaction.redact(text, (secrets or {}).values())[:500]

@@ -56,6 +56,7 @@ _ANSWERS: dict[int, dict[str, Any]] = {
     },
     403: {"description": "Your role on this trigger does not allow this."},
     404: {"description": "No such trigger (or not yours), or no such user or share."},
+    408: {"description": "The body did not arrive in time."},
     409: {"description": "The trigger is disabled."},
     413: {"description": "The body is larger than the limit."},
     415: {"description": "A body of a type the scheme cannot read."},
@@ -64,6 +65,7 @@ _ANSWERS: dict[int, dict[str, Any]] = {
         "model": ValidationErrorBody,
     },
     429: {"description": "Over the trigger's rate limit.", "headers": _RETRY_AFTER},
+    431: {"description": "The request headers are too large."},
     503: {
         "description": "Temporal or the database is unreachable or refused the call: "
         "nothing was changed; retry after `Retry-After`.",

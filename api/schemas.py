@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -25,15 +26,26 @@ from triggers.models import ShareRole
 # Field definitions shared by the runtime models and the forms the OpenAPI publishes.
 Name = Annotated[SafeStr, Field(min_length=1, max_length=200)]
 WorkflowType = Annotated[SafeStr, Field(min_length=1, max_length=200)]
-TaskQueue = Annotated[
+
+
+def task_queue_name(value: str) -> str:
+    if value.startswith("/_sys/"):
+        raise ValueError("task queue names starting with /_sys/ are reserved by Temporal")
+    if not value.isprintable():
+        raise ValueError("must be printable text")
+    return value
+
+
+TaskQueueName = Annotated[
     SafeStr,
     Field(
         min_length=1,
         max_length=200,
-        # What TargetIn's validator enforces, as far as a pattern can say "printable".
+        # What task_queue_name enforces, as far as a pattern can say "printable".
         json_schema_extra={"pattern": "^(?!/_sys/)[^\\u0000-\\u001f\\u007f-\\u009f]*$"},
         description="Printable; names starting with /_sys/ are reserved by Temporal.",
     ),
+    AfterValidator(task_queue_name),
 ]
 InputMapping = Annotated[
     SafeStr,
@@ -82,7 +94,7 @@ class TargetWorkflow(BaseModel):
 
     kind: Literal["workflow"]
     workflow_type: WorkflowType
-    task_queue: TaskQueue
+    task_queue: TaskQueueName
     input: InputMapping | None = None
     graph: None = None
 
@@ -110,7 +122,7 @@ class TargetIn(BaseModel):
 
     kind: Literal["run", "workflow", "graph"] = "run"
     workflow_type: WorkflowType | None = None
-    task_queue: TaskQueue | None = None
+    task_queue: TaskQueueName | None = None
     input: InputMapping | None = None
     graph: SafeJson | None = Field(
         default=None,
@@ -122,15 +134,6 @@ class TargetIn(BaseModel):
         cls, core_schema: CoreSchema, handler: GetJsonSchemaHandler
     ) -> JsonSchemaValue:
         return one_of(handler, TargetRun, TargetWorkflow, TargetGraph)
-
-    @field_validator("task_queue")
-    @classmethod
-    def _not_reserved(cls, value: str | None) -> str | None:
-        if value is not None and value.startswith("/_sys/"):
-            raise ValueError("task queue names starting with /_sys/ are reserved by Temporal")
-        if value is not None and not value.isprintable():
-            raise ValueError("must be printable text")
-        return value
 
     @model_validator(mode="after")
     def _needs_type(self) -> TargetIn:
@@ -201,6 +204,11 @@ class TriggerPublic(BaseModel):
     config_version: int
     secret_names: list[str] = Field(description="Names of the secrets set; never their values.")
     owner_id: uuid.UUID
+    network_principal_id: uuid.UUID | None = Field(
+        default=None,
+        description="Whose network allowlist the source goes through: the user who last "
+        "changed where it connects (the owner, unless an editor did).",
+    )
     role: str
     webhook_url: str | None = None
     workflow_id: str

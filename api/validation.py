@@ -10,6 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 
+from api.schemas import TargetIn
 from api.text import JSON_VALUE_ERROR
 from triggers.conditions import Compiled, ExpressionError, compile_expression
 from triggers.graph import Graph, GraphError, parse_graph
@@ -112,3 +113,14 @@ def graph_or_422(data: Any, loc: Sequence[str | int] = ("body", "graph")) -> Gra
         return parse_graph(data)
     except GraphError as err:
         raise invalid((*loc, *err.loc), str(err), "graph") from None
+
+
+def check_target(target: TargetIn) -> None:
+    """Expressions in a target are checked here, once: a workflow target's input mapping,
+    and a graph's node types, expressions, edges and acyclicity (the 422 names the node).
+    The stored graph is the normalised one the run executes."""
+    if target.input is not None:
+        expression_or_422(target.input, ("body", "target", "input"))
+    if target.kind == "graph":
+        graph = graph_or_422(target.graph, loc=("body", "target", "graph"))
+        target.graph = graph.model_dump(mode="json")

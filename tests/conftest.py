@@ -157,6 +157,15 @@ class Stack:
         data: dict[str, Any] = r.json()
         return data
 
+    async def claim_queues(self, *queues: str, user: dict[str, str] | None = None) -> None:
+        """Add task queues to the user's claims: workflow targets need one (README)."""
+        who = user or self.alice
+        me = await self.http.get("/api/me", headers=who)
+        assert me.status_code == 200, me.text
+        wanted = [*me.json()["claimed_task_queues"], *queues]
+        r = await self.http.put("/api/me/task-queues", json={"queues": wanted}, headers=who)
+        assert r.status_code == 200, r.text
+
 
 @asynccontextmanager
 async def make_stack(

@@ -35,6 +35,7 @@ async def cc_stack(sqlite_url: str, client: Client, secret_keys: str) -> AsyncIt
         webhook_rate_limit_per_second=100_000.0,
         webhook_rate_limit_burst=100_000,
     ) as stack:
+        await stack.claim_queues(f"user-{stack.settings.task_queue}")
         async with Worker(
             client, task_queue=f"user-{stack.settings.task_queue}", workflows=[UserEcho]
         ):

@@ -37,6 +37,7 @@ async def can_stack(tmp_path: Path, secret_keys: str) -> AsyncIterator[tuple[Sta
             webhook_rate_limit_burst=100_000,
         ) as stack:
             user_queue = f"user-{stack.settings.task_queue}"
+            await stack.claim_queues(user_queue)
             async with Worker(client, task_queue=user_queue, workflows=[HeldRun]):
                 yield stack, user_queue
     finally:

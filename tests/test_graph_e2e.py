@@ -245,6 +245,7 @@ async def test_start_workflow_node_starts_a_user_workflow(
         ],
         "edges": [{"source": "start", "target": "report"}],
     }
+    await s.claim_queues(queue)
     tid = (await s.create_trigger(graph_trigger(graph)))["id"]
     async with Worker(s.client, task_queue=queue, workflows=[GraphChild]):
         assert (await post_github(s.http, tid, delivery="g-child")).status_code == 202

@@ -98,13 +98,15 @@ async def test_refused_target_is_recorded_and_the_trigger_goes_on(sqlite_stack: 
     from sqlmodel import select
 
     from triggers.db import make_engine, session_factory
-    from triggers.models import Trigger
+    from triggers.models import TaskQueueGrant, Trigger
 
     engine = make_engine(s.settings.resolved_database_url)
     async with session_factory(engine)() as session:
         row = (await session.exec(select(Trigger).where(Trigger.id == uuid.UUID(tid)))).one()
         row.target = {"kind": "workflow", "workflow_type": "Nope", "task_queue": "/_sys/x"}
         session.add(row)
+        # Allowed as far as the API is concerned: only the server refuses the name.
+        session.add(TaskQueueGrant(task_queue="/_sys/x", user_id=row.user_id))
         await session.commit()
     await engine.dispose()
     r = await s.http.patch(f"/api/triggers/{tid}", json={"name": "refused 2"}, headers=s.alice)

@@ -374,6 +374,7 @@ async def test_runs_in_flight_counts_the_triggers_running_runs(sqlite_stack: Sta
     body = github_trigger() | {
         "target": {"kind": "workflow", "workflow_type": "HeldRun", "task_queue": queue}
     }
+    await s.claim_queues(queue)
     async with Worker(s.client, task_queue=queue, workflows=[HeldRun]):
         tid = (await s.create_trigger(body))["id"]
         for i in range(3):

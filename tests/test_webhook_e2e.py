@@ -140,6 +140,7 @@ async def test_user_workflow_target_gets_the_event(sqlite_stack: Stack) -> None:
     queue = f"user-{uuid.uuid4().hex[:6]}"
     body = github_trigger()
     body["target"] = {"kind": "workflow", "workflow_type": "UserDeploy", "task_queue": queue}
+    await s.claim_queues(queue)
     tid = (await s.create_trigger(body))["id"]
     async with Worker(s.client, task_queue=queue, workflows=[UserDeploy]):
         r = await post_github(s.http, tid, delivery="user-1", body=github_body(ref="refs/tags/v1"))

@@ -77,6 +77,12 @@ class Trigger(SQLModel, table=True):
     config_version: int = Field(default=1)
     # Fernet token of a JSON object; never returned by the API.
     secrets_encrypted: str | None = Field(default=None, sa_type=sa.Text)
+    # Whose network allowlist the source's outbound connections go through: the user who
+    # last changed its destination fields (the owner at create). NULL (that user is gone):
+    # public addresses only, never silently the owner's.
+    network_principal_id: uuid.UUID | None = Field(
+        default=None, foreign_key="users.id", ondelete="SET NULL", nullable=True
+    )
     status: str = Field(default=TriggerStatus.ACTIVE.value, max_length=16)
     last_error: str | None = Field(default=None, sa_type=sa.Text)
     last_checked: datetime | None = Field(default=None, sa_type=sa.DateTime(timezone=True))
@@ -94,6 +100,32 @@ class TriggerShare(SQLModel, table=True):
     trigger_id: uuid.UUID = Field(foreign_key="triggers.id", primary_key=True, ondelete="CASCADE")
     user_id: uuid.UUID = Field(foreign_key="users.id", primary_key=True, ondelete="CASCADE")
     role: str = Field(max_length=16)
+    created_at: datetime = Field(
+        default_factory=utcnow, sa_type=sa.DateTime(timezone=True), nullable=False
+    )
+
+
+class TaskQueueClaim(SQLModel, table=True):
+    """A task queue a user claimed for their own workflows: one claimer per queue."""
+
+    __tablename__ = "task_queue_claims"
+
+    task_queue: str = Field(primary_key=True, max_length=200)
+    user_id: uuid.UUID = Field(foreign_key="users.id", index=True, ondelete="CASCADE")
+    created_at: datetime = Field(
+        default_factory=utcnow, sa_type=sa.DateTime(timezone=True), nullable=False
+    )
+
+
+class TaskQueueGrant(SQLModel, table=True):
+    """A task queue an admin allowed a user to target (``triggers users grant-queue``)."""
+
+    __tablename__ = "task_queue_grants"
+
+    task_queue: str = Field(primary_key=True, max_length=200)
+    user_id: uuid.UUID = Field(
+        foreign_key="users.id", primary_key=True, index=True, ondelete="CASCADE"
+    )
     created_at: datetime = Field(
         default_factory=utcnow, sa_type=sa.DateTime(timezone=True), nullable=False
     )
@@ -117,3 +149,24 @@ class EventPayload(SQLModel, table=True):
     size: int = Field(nullable=False)
     # The value's compact JSON text.
     data: str = Field(sa_type=sa.Text, nullable=False)
+
+
+class WebhookFingerprint(SQLModel, table=True):
+    """A body a webhook trigger accepted, by sha256, for its ``replay_window_seconds``:
+    the same body under another event key before ``expires_at`` is a replay (409).
+
+    The primary key (trigger_id, fingerprint) is the unique constraint the check relies
+    on: of two deliveries inserting the same body at once, one insert wins. Rows go with
+    their trigger, or when expired (``triggers.replays.sweep``)."""
+
+    __tablename__ = "webhook_fingerprints"
+
+    trigger_id: uuid.UUID = Field(foreign_key="triggers.id", primary_key=True, ondelete="CASCADE")
+    # Hex sha256 of the raw body.
+    fingerprint: str = Field(primary_key=True, max_length=64)
+    # The (bounded) event key the body was first accepted under.
+    event_key: str = Field(max_length=300, nullable=False)
+    seen_at: datetime = Field(
+        default_factory=utcnow, sa_type=sa.DateTime(timezone=True), nullable=False
+    )
+    expires_at: datetime = Field(sa_type=sa.DateTime(timezone=True), nullable=False, index=True)

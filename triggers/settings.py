@@ -35,6 +35,9 @@ class Settings(BaseSettings):
     dev_mode: bool = False
 
     webhook_max_body_bytes: int = 256 * 1024
+    # A delivery's body must arrive within this many seconds (else 408): a sender that
+    # trickles bytes, or declares more than it sends, cannot hold a request open.
+    webhook_body_timeout_seconds: float = Field(default=30.0, gt=0, le=3600)
     webhook_rate_limit_per_second: float = 100.0
     webhook_rate_limit_burst: int = 200
     webhook_timestamp_tolerance_seconds: int = 300

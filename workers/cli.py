@@ -1,4 +1,5 @@
-"""The ``triggers`` command: dev | api | worker | db upgrade | users create."""
+"""The ``triggers`` command: dev | api | worker | db upgrade | users create | grant-queue |
+revoke-queue."""
 
 from __future__ import annotations
 
@@ -35,6 +36,12 @@ def _uvicorn(app: object, settings: Settings) -> _Server:
         port=settings.api_port,
         log_level="info",
         lifespan="on",
+        # No handlers of uvicorn's own: its records reach the one root handler, which
+        # carries the redaction filter (``setup_logging``).
+        log_config=None,
+        # h11, not httptools when that happens to be installed: the parser whose limits on
+        # malformed and oversized requests tests/test_webhook_hostile.py checks.
+        http="h11",
     )
     return _Server(config)
 
@@ -202,6 +209,45 @@ async def _users_create(settings: Settings, name: str) -> None:
     print(f"user {name} created; API key (shown once): {key}")
 
 
+async def _users_queue(settings: Settings, name: str, queue: str, *, grant: bool) -> None:
+    """The admin's path to task queues: allow a user to target one, or take it back."""
+    from triggers import queues, store
+    from triggers.db import make_engine, session_factory
+
+    if queue == settings.task_queue:
+        raise SystemExit(f"{queue!r} is the service's own task queue: it runs built-in runs only")
+    engine = make_engine(settings.resolved_database_url)
+    try:
+        async with session_factory(engine)() as session:
+            user = await store.get_user_by_name(session, name=name)
+            if user is None:
+                raise SystemExit(f"user {name!r} not found")
+            if grant:
+                others = await queues.holders(session, queue=queue) - {user.id}
+                added = await queues.grant(session, user_id=user.id, queue=queue)
+                note = f" (also held by {len(others)} other user(s))" if others else ""
+                print(f"{name} may target task queue {queue}{note}" if added else "unchanged")
+                return
+            try:
+                found = await queues.revoke(session, user_id=user.id, queue=queue)
+            except queues.QueueConflict as exc:
+                hint = "disable them or change their target first"
+                raise SystemExit(f"{exc.message}; {hint}") from None
+            print(f"{name} may no longer target {queue}" if found else f"{name} did not hold it")
+    finally:
+        await engine.dispose()
+
+
+def setup_logging() -> None:
+    """One handler on the root logger, with the redaction filter: every record of the
+    process (ours, the SDK's, uvicorn's) passes the one step that masks held secrets."""
+    from triggers import redaction
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    redaction.install()
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="triggers", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -213,13 +259,16 @@ def _parser() -> argparse.ArgumentParser:
     users = sub.add_parser("users", help="users").add_subparsers(dest="users_cmd", required=True)
     create = users.add_parser("create", help="create a user and print an API key")
     create.add_argument("name")
+    for command, verb in (("grant-queue", "allow"), ("revoke-queue", "stop allowing")):
+        q = users.add_parser(command, help=f"{verb} a user's triggers to target a task queue")
+        q.add_argument("name")
+        q.add_argument("queue")
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    setup_logging()
     settings = get_settings()
     if args.command == "dev":
         settings = settings.model_copy(update={"dev_mode": True})
@@ -233,8 +282,11 @@ def main(argv: Sequence[str] | None = None) -> None:
 
         upgrade(settings.resolved_database_url)
         print("database is at the latest schema")
-    elif args.command == "users":
+    elif args.command == "users" and args.users_cmd == "create":
         asyncio.run(_users_create(settings, args.name))
+    elif args.command == "users":
+        grant = args.users_cmd == "grant-queue"
+        asyncio.run(_users_queue(settings, args.name, args.queue, grant=grant))
 
 
 if __name__ == "__main__":

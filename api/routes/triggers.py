@@ -11,10 +11,10 @@ from fastapi import APIRouter, HTTPException, Query, Response, status
 from api import control
 from api.deps import CurrentUser, SessionDep, StateDep
 from api.errors import answers
+from api.guards import authorize_target, changed_destinations, require_secrets_again
 from api.schemas import (
     ShareIn,
     ShareOut,
-    TargetIn,
     TriggerCreate,
     TriggerPage,
     TriggerPublic,
@@ -24,46 +24,24 @@ from api.schemas import (
 from api.state import AppState
 from api.text import SafeStr
 from api.validation import (
+    check_target,
     expression_or_422,
-    graph_or_422,
     invalid,
     provider_or_422,
     require_secrets,
     validate_config,
     validate_secrets,
 )
+from api.views import to_public
 from triggers import store
 from triggers.events import trigger_workflow_id
 from triggers.models import Trigger, TriggerStatus
 
 router = APIRouter(prefix="/api/triggers", tags=["triggers"])
-
-
-def to_public(state: AppState, trigger: Trigger, role: str) -> TriggerPublic:
-    secret_names = sorted(state.secret_box.decrypt(trigger.secrets_encrypted))
-    webhook_url = None
-    if trigger.provider == "webhook":
-        preset = trigger.config.get("preset", "generic")
-        webhook_url = f"{state.settings.base_url}/webhooks/{preset}/{trigger.id}"
-    return TriggerPublic(
-        id=trigger.id,
-        name=trigger.name,
-        provider=trigger.provider,
-        config=trigger.config,
-        target=trigger.target,
-        condition=(trigger.condition or {}).get("expression"),
-        enabled=trigger.enabled,
-        status=trigger.status,
-        last_error=trigger.last_error,
-        config_version=trigger.config_version,
-        secret_names=secret_names,
-        owner_id=trigger.user_id,
-        role=role,
-        webhook_url=webhook_url,
-        workflow_id=trigger_workflow_id(str(trigger.id)),
-        created_at=trigger.created_at,
-        updated_at=trigger.updated_at,
-    )
+# The error answers of the routes on one trigger: read, act (enable...), change with a body.
+_READ = answers(401, 404, 422, 503)
+_ACT = answers(401, 403, 404, 422, 503)
+_WRITE = answers(400, 401, 403, 404, 422, 503)
 
 
 async def _load(
@@ -83,22 +61,12 @@ _MUTABLE = (
     "target",
     "condition",
     "secrets_encrypted",
+    "network_principal_id",
     "config_version",
     "enabled",
     "status",
     "last_error",
 )
-
-
-def _check_target(target: TargetIn) -> None:
-    """Expressions in a target are checked here, once: a workflow target's input mapping,
-    and a graph's node types, expressions, edges and acyclicity (the 422 names the node).
-    The stored graph is the normalised one the run executes."""
-    if target.input is not None:
-        expression_or_422(target.input, ("body", "target", "input"))
-    if target.kind == "graph":
-        graph = graph_or_422(target.graph, loc=("body", "target", "graph"))
-        target.graph = graph.model_dump(mode="json")
 
 
 def _snapshot(trigger: Trigger) -> dict[str, Any]:
@@ -165,14 +133,23 @@ async def create_trigger(
     require_secrets(info, body.secrets)
     if body.condition is not None:
         expression_or_422(body.condition)
-    _check_target(body.target)
+    check_target(body.target)
+    target = body.target.model_dump(mode="json")
+    await authorize_target(
+        session,
+        target=target,
+        owner_id=user.id,
+        actor_id=user.id,
+        service_queue=state.settings.task_queue,
+    )
     trigger = Trigger(
         user_id=user.id,
+        network_principal_id=user.id,
         name=body.name,
         provider=body.provider,
         config=config.model_dump(mode="json", exclude_unset=False),
         condition={"expression": body.condition} if body.condition else None,
-        target=body.target.model_dump(mode="json"),
+        target=target,
         enabled=body.enabled,
         secrets_encrypted=state.secret_box.encrypt(body.secrets) if body.secrets else None,
         status=TriggerStatus.ACTIVE if body.enabled else TriggerStatus.DISABLED,
@@ -189,7 +166,7 @@ async def create_trigger(
     return to_public(state, trigger, "owner")
 
 
-@router.get("/{trigger_id}", response_model=TriggerPublic, responses=answers(401, 404, 422, 503))
+@router.get("/{trigger_id}", response_model=TriggerPublic, responses=_READ)
 async def get_trigger(
     trigger_id: uuid.UUID, state: StateDep, session: SessionDep, user: CurrentUser
 ) -> TriggerPublic:
@@ -198,11 +175,7 @@ async def get_trigger(
     return to_public(state, trigger, role)
 
 
-@router.get(
-    "/{trigger_id}/status",
-    response_model=TriggerRuntime,
-    responses=answers(401, 404, 422, 503),
-)
+@router.get("/{trigger_id}/status", response_model=TriggerRuntime, responses=_READ)
 async def trigger_status(
     trigger_id: uuid.UUID, state: StateDep, session: SessionDep, user: CurrentUser
 ) -> TriggerRuntime:
@@ -253,7 +226,17 @@ async def trigger_status(
 
 
 @router.patch(
-    "/{trigger_id}", response_model=TriggerPublic, responses=answers(400, 401, 403, 404, 422, 503)
+    "/{trigger_id}",
+    response_model=TriggerPublic,
+    responses=answers(
+        400,
+        401,
+        403,
+        404,
+        422,
+        503,
+        d403="A destination field changed without the secrets again, or your role is too low",
+    ),
 )
 async def update_trigger(
     trigger_id: uuid.UUID,
@@ -262,33 +245,59 @@ async def update_trigger(
     session: SessionDep,
     user: CurrentUser,
 ) -> TriggerPublic:
-    """Change a trigger (editor or owner). The running workflow is told by signal."""
+    """Change a trigger (editor or owner). The running workflow is told by signal.
+
+    Only the owner may change where a source connects or where its secrets go (the
+    provider's destination fields: an http_poll ``url`` or secret headers, a sql_poll
+    ``url``) without giving every secret again in the same request (403 naming the field);
+    the source then uses the network allowlist of whoever changed them."""
     trigger, role = await _load(session, user, trigger_id, "editor")
     before = _snapshot(trigger)
     info = provider_or_422(trigger.provider)
     changes = {k: v for k, v in body.model_dump(exclude_unset=True).items() if v is not None}
     if not changes and "condition" not in body.model_fields_set:
         return to_public(state, trigger, role)
-    if body.name is not None:
-        trigger.name = body.name
-    if body.config is not None:
-        trigger.config = validate_config(info, body.config).model_dump(mode="json")
+    # Everything is checked before anything changes on the row.
+    config = validate_config(info, body.config) if body.config is not None else None
+    moved = changed_destinations(info, trigger, config) if config is not None else []
     if body.target is not None:
-        _check_target(body.target)
-        trigger.target = body.target.model_dump(mode="json")
-    if "condition" in body.model_fields_set:
-        if body.condition is not None:
-            expression_or_422(body.condition)
-        trigger.condition = {"expression": body.condition} if body.condition else None
+        check_target(body.target)
+    if body.condition is not None:
+        expression_or_422(body.condition)
+    current = state.secret_box.decrypt(trigger.secrets_encrypted)
     if body.secrets is not None:
         validate_secrets(info, body.secrets)
-        current = state.secret_box.decrypt(trigger.secrets_encrypted)
         for name, value in body.secrets.items():
             if value is None:
                 current.pop(name, None)
             else:
                 current[name] = value
         require_secrets(info, current)
+    if role != "owner":
+        resupplied = {n for n, v in (body.secrets or {}).items() if v is not None}
+        require_secrets_again(moved, kept=current, resupplied=resupplied)
+    target = body.target.model_dump(mode="json") if body.target is not None else trigger.target
+    if trigger.enabled or body.target is not None:
+        await authorize_target(
+            session,
+            target=target,
+            owner_id=trigger.user_id,
+            actor_id=user.id,
+            service_queue=state.settings.task_queue,
+            before=trigger.target,
+            loc=("body", "target") if body.target is not None else ("target",),
+        )
+    if body.name is not None:
+        trigger.name = body.name
+    if config is not None:
+        trigger.config = config.model_dump(mode="json")
+    if moved:
+        # The source now goes out through the allowlist of whoever chose where it goes.
+        trigger.network_principal_id = user.id
+    trigger.target = target
+    if "condition" in body.model_fields_set:
+        trigger.condition = {"expression": body.condition} if body.condition else None
+    if body.secrets is not None:
         trigger.secrets_encrypted = state.secret_box.encrypt(current) if current else None
     trigger.config_version += 1
     if trigger.enabled:
@@ -302,6 +311,16 @@ async def _set_enabled(
     trigger_id: uuid.UUID, enabled: bool, state: AppState, session: SessionDep, user: CurrentUser
 ) -> TriggerPublic:
     trigger, role = await _load(session, user, trigger_id, "editor")
+    if enabled:
+        # A trigger may have lost its queue while it was disabled.
+        await authorize_target(
+            session,
+            target=trigger.target,
+            owner_id=trigger.user_id,
+            actor_id=trigger.user_id,
+            service_queue=state.settings.task_queue,
+            loc=("target",),
+        )
     before = _snapshot(trigger)
     trigger.enabled = enabled
     trigger.status = TriggerStatus.ACTIVE if enabled else TriggerStatus.DISABLED
@@ -311,9 +330,7 @@ async def _set_enabled(
     return to_public(state, trigger, role)
 
 
-@router.post(
-    "/{trigger_id}/enable", response_model=TriggerPublic, responses=answers(401, 403, 404, 422, 503)
-)
+@router.post("/{trigger_id}/enable", response_model=TriggerPublic, responses=_ACT)
 async def enable_trigger(
     trigger_id: uuid.UUID, state: StateDep, session: SessionDep, user: CurrentUser
 ) -> TriggerPublic:
@@ -321,11 +338,7 @@ async def enable_trigger(
     return await _set_enabled(trigger_id, True, state, session, user)
 
 
-@router.post(
-    "/{trigger_id}/disable",
-    response_model=TriggerPublic,
-    responses=answers(401, 403, 404, 422, 503),
-)
+@router.post("/{trigger_id}/disable", response_model=TriggerPublic, responses=_ACT)
 async def disable_trigger(
     trigger_id: uuid.UUID, state: StateDep, session: SessionDep, user: CurrentUser
 ) -> TriggerPublic:
@@ -333,11 +346,7 @@ async def disable_trigger(
     return await _set_enabled(trigger_id, False, state, session, user)
 
 
-@router.delete(
-    "/{trigger_id}",
-    status_code=status.HTTP_204_NO_CONTENT,
-    responses=answers(401, 403, 404, 422, 503),
-)
+@router.delete("/{trigger_id}", status_code=status.HTTP_204_NO_CONTENT, responses=_ACT)
 async def delete_trigger(
     trigger_id: uuid.UUID, state: StateDep, session: SessionDep, user: CurrentUser
 ) -> Response:
@@ -351,9 +360,7 @@ async def delete_trigger(
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.get(
-    "/{trigger_id}/shares", response_model=list[ShareOut], responses=answers(401, 404, 422, 503)
-)
+@router.get("/{trigger_id}/shares", response_model=list[ShareOut], responses=_READ)
 async def list_shares(
     trigger_id: uuid.UUID, session: SessionDep, user: CurrentUser
 ) -> list[ShareOut]:
@@ -362,11 +369,7 @@ async def list_shares(
     return [ShareOut(user=n, role=r) for n, r in await store.list_shares(session, trigger=trigger)]
 
 
-@router.put(
-    "/{trigger_id}/shares",
-    response_model=ShareOut,
-    responses=answers(400, 401, 403, 404, 422, 503),
-)
+@router.put("/{trigger_id}/shares", response_model=ShareOut, responses=_WRITE)
 async def share_trigger(
     trigger_id: uuid.UUID, body: ShareIn, session: SessionDep, user: CurrentUser
 ) -> ShareOut:
@@ -384,7 +387,7 @@ async def share_trigger(
 @router.delete(
     "/{trigger_id}/shares/{user_name}",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses=answers(401, 403, 404, 422, 503),
+    responses=_ACT,
 )
 async def unshare_trigger(
     trigger_id: uuid.UUID, user_name: SafeStr, session: SessionDep, user: CurrentUser

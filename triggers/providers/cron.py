@@ -268,6 +268,7 @@ class CronProvider(SourceProvider):
 
     name = "cron"
     Config = CronConfig
+    destination_fields = ()  # connects nowhere, holds no secrets
 
     def __init__(self, *, rng: random.Random | None = None) -> None:
         self._rng = rng or random.Random()

@@ -194,6 +194,20 @@ class HttpPollProvider(SourceProvider):
     name = "http_poll"
     Config = HttpPollConfig
     secret_pattern = SECRET_NAME
+    # Where the request goes, and which headers carry a secret (and under what name).
+    # Query and body take no secrets; redirects to another origin drop the secret headers.
+    destination_fields = ("url", "headers")
+
+    @classmethod
+    def destinations(cls, config: BaseModel) -> dict[str, Any]:
+        found = super().destinations(config)
+        headers: dict[str, str] = found.get("headers") or {}
+        found["headers"] = {
+            name.lower(): value
+            for name, value in sorted(headers.items())
+            if polling.template_names(value)
+        }
+        return found
 
     _config: HttpPollConfig
     _client: httpx.AsyncClient | None = None

@@ -261,6 +261,8 @@ class SqlPollProvider(SourceProvider):
     name = "sql_poll"
     Config = SqlPollConfig
     optional_secrets = frozenset({PASSWORD})
+    # The URL names the server the password is sent to.
+    destination_fields = ("url",)
 
     async def init(
         self, config: BaseModel, secrets: Mapping[str, str], context: SourceContext
@@ -374,7 +376,9 @@ class SqlPollProvider(SourceProvider):
                 finally:
                     await result.close()
         except (OSError, TimeoutError, SQLAlchemyError) as exc:
-            raise self._error(exc) from exc
+            # ``from None``: the driver's error (its text may quote the password) must not
+            # ride along as the cause of what the runtime logs and reports.
+            raise self._error(exc) from None
         return fresh
 
     def _check_order(self, previous: Any, value: Any) -> None:
