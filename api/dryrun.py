@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from api.control import spec_of
-from api.schemas import (
+from api.dryrun_schemas import (
     CallOut,
     ConditionOut,
     DryRunResult,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
@@ -12,33 +11,21 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    StringConstraints,
+    GetJsonSchemaHandler,
     field_validator,
     model_validator,
 )
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
 
+from api.body_schemas import AnyProviderConfig, ProviderUnion, one_of
+from api.text import NON_BLANK_PATTERN, SafeJson, SafeStr
+from triggers.graph import Graph
 from triggers.models import ShareRole
 
-
-def json_safe(value: Any) -> Any:
-    """Refuse what the databases cannot store: NUL characters and non-finite numbers."""
-    if isinstance(value, str):
-        if "\x00" in value:
-            raise ValueError("must not contain NUL characters")
-    elif isinstance(value, float):
-        if not math.isfinite(value):
-            raise ValueError("numbers must be finite (no NaN or Infinity)")
-    elif isinstance(value, dict):
-        for k, v in value.items():
-            json_safe(k)
-            json_safe(v)
-    elif isinstance(value, list):
-        for v in value:
-            json_safe(v)
-    return value
-
-
-SafeStr = Annotated[str, AfterValidator(json_safe)]
+# Field definitions shared by the runtime models and the forms the OpenAPI publishes.
+Name = Annotated[SafeStr, Field(min_length=1, max_length=200)]
+WorkflowType = Annotated[SafeStr, Field(min_length=1, max_length=200)]
 
 
 def task_queue_name(value: str) -> str:
@@ -50,9 +37,78 @@ def task_queue_name(value: str) -> str:
 
 
 TaskQueueName = Annotated[
-    str, StringConstraints(min_length=1, max_length=200), AfterValidator(task_queue_name)
+    SafeStr,
+    Field(
+        min_length=1,
+        max_length=200,
+        # What task_queue_name enforces, as far as a pattern can say "printable".
+        json_schema_extra={"pattern": "^(?!/_sys/)[^\\u0000-\\u001f\\u007f-\\u009f]*$"},
+        description="Printable; names starting with /_sys/ are reserved by Temporal.",
+    ),
+    AfterValidator(task_queue_name),
 ]
-SafeJson = Annotated[dict[str, Any], AfterValidator(json_safe)]
+InputMapping = Annotated[
+    SafeStr,
+    Field(
+        max_length=10_000,
+        json_schema_extra={"minLength": 1},  # "" is refused as an empty expression
+        description="For a `workflow` target: CEL over `event` and `trigger` giving the "
+        "workflow's input (default: the whole event). Example: "
+        '`{"ref": event.data.ref, "who": trigger.name}`. An event on which it fails is '
+        "dropped and recorded in `condition_errors`. Must compile as CEL.",
+    ),
+]
+SecretValue = Annotated[
+    SafeStr,
+    Field(json_schema_extra={"pattern": NON_BLANK_PATTERN}),
+]
+Condition = Annotated[
+    SafeStr,
+    Field(
+        max_length=10_000,
+        json_schema_extra={"minLength": 1},  # "" is refused as an empty expression
+        description="CEL over `event` (id, source, type, time, subject, data, headers) and "
+        "`trigger` (id, name, provider); only events for which it is true start a run. "
+        'Example: `event.data.ref == "refs/heads/main"`. Must compile as CEL.',
+    ),
+]
+
+
+class TargetRun(BaseModel):
+    """The built-in RunWorkflow, which records the event."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["run"] = "run"
+    workflow_type: None = None
+    task_queue: None = None
+    input: None = None
+    graph: None = None
+
+
+class TargetWorkflow(BaseModel):
+    """Your own workflow type on your task queue, started with the event as input, or
+    with what ``input`` makes of it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["workflow"]
+    workflow_type: WorkflowType
+    task_queue: TaskQueueName
+    input: InputMapping | None = None
+    graph: None = None
+
+
+class TargetGraph(BaseModel):
+    """The built-in RunWorkflow runs ``graph`` (nodes and edges) over the event's items."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["graph"]
+    graph: Graph
+    workflow_type: None = None
+    task_queue: None = None
+    input: None = None
 
 
 class TargetIn(BaseModel):
@@ -65,30 +121,26 @@ class TargetIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     kind: Literal["run", "workflow", "graph"] = "run"
-    workflow_type: SafeStr | None = Field(default=None, min_length=1, max_length=200)
-    task_queue: SafeStr | None = Field(default=None, min_length=1, max_length=200)
-    input: SafeStr | None = Field(
-        default=None,
-        max_length=10_000,
-        description="For a `workflow` target: CEL over `event` and `trigger` giving the "
-        "workflow's input (default: the whole event). Example: "
-        '`{"ref": event.data.ref, "who": trigger.name}`. An event on which it fails is '
-        "dropped and recorded in `condition_errors`.",
-    )
+    workflow_type: WorkflowType | None = None
+    task_queue: TaskQueueName | None = None
+    input: InputMapping | None = None
     graph: SafeJson | None = Field(
         default=None,
         description="The run graph (`nodes`, `edges`) when kind is 'graph'; see triggers.graph.",
     )
 
-    @field_validator("task_queue")
     @classmethod
-    def _not_reserved(cls, value: str | None) -> str | None:
-        return value if value is None else task_queue_name(value)
+    def __get_pydantic_json_schema__(
+        cls, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        return one_of(handler, TargetRun, TargetWorkflow, TargetGraph)
 
     @model_validator(mode="after")
     def _needs_type(self) -> TargetIn:
         if self.kind == "workflow" and not (self.workflow_type and self.task_queue):
             raise ValueError("workflow_type and task_queue are required when kind is 'workflow'")
+        if self.kind != "workflow" and (self.workflow_type or self.task_queue):
+            raise ValueError("workflow_type and task_queue are only for a 'workflow' target")
         if self.input is not None and self.kind != "workflow":
             raise ValueError("input is only for a 'workflow' target")
         if self.kind == "graph" and self.graph is None:
@@ -101,24 +153,26 @@ class TargetIn(BaseModel):
 class TriggerBase(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: SafeStr = Field(min_length=1, max_length=200)
+    name: Name
     provider: SafeStr = Field(min_length=1, max_length=64)
     config: SafeJson = Field(default_factory=dict)
     target: TargetIn = Field(default_factory=TargetIn)
-    condition: SafeStr | None = Field(
-        default=None,
-        max_length=10_000,
-        description="CEL over `event` (id, source, type, time, subject, data, headers) and "
-        "`trigger` (id, name, provider); only events for which it is true start a run. "
-        'Example: `event.data.ref == "refs/heads/main"`.',
-    )
+    condition: Condition | None = None
 
 
 class TriggerCreate(TriggerBase):
+    """A new trigger. ``config`` and ``secrets`` are those of its ``provider``."""
+
     enabled: bool = True
-    secrets: dict[SafeStr, SafeStr] = Field(
+    secrets: dict[SafeStr, SecretValue] = Field(
         default_factory=dict, description="Write-only: stored encrypted, never returned."
     )
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        return ProviderUnion.schema(cls, handler)
 
 
 class TriggerUpdate(BaseModel):
@@ -127,13 +181,14 @@ class TriggerUpdate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: SafeStr | None = Field(default=None, min_length=1, max_length=200)
-    config: SafeJson | None = None
+    name: Name | None = None
+    config: Annotated[SafeJson | None, AnyProviderConfig()] = None
     target: TargetIn | None = None
-    condition: SafeStr | None = Field(
-        default=None, max_length=10_000, description="CEL condition; null removes it."
+    condition: Condition | None = Field(default=None, description="CEL condition; null removes it.")
+    secrets: dict[SafeStr, SecretValue | None] | None = Field(
+        default=None,
+        description="Write-only. Names the trigger's provider takes; null removes one.",
     )
-    secrets: dict[SafeStr, SafeStr | None] | None = None
 
 
 class TriggerPublic(BaseModel):
@@ -262,99 +317,3 @@ class WebhookAccepted(BaseModel):
 
 class ErrorOut(BaseModel):
     detail: Any
-
-
-# -- the dry run ----------------------------------------------------------------------------
-
-MAX_SAMPLE_EVENTS = 100
-
-
-def _now_iso() -> str:
-    return datetime.now(UTC).isoformat()
-
-
-class SampleEvent(BaseModel):
-    """An event to try a trigger on, shaped like the events the trigger receives."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    id: SafeStr = Field(min_length=1, max_length=500)
-    key: SafeStr | None = Field(
-        default=None, min_length=1, max_length=500, description="Default: the id."
-    )
-    source: SafeStr = Field(default="dry-run", max_length=500)
-    type: SafeStr = Field(default="dry-run", max_length=500)
-    time: SafeStr = Field(default_factory=_now_iso, max_length=100, description="Default: now.")
-    subject: SafeStr | None = Field(default=None, max_length=500)
-    data: Annotated[Any, AfterValidator(json_safe)] = None
-    headers: dict[SafeStr, SafeStr] = Field(default_factory=dict)
-
-
-class DryRunIn(BaseModel):
-    """Either ``events`` (samples) or ``last`` (the trigger's latest accepted events)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    events: list[SampleEvent] | None = Field(default=None, max_length=MAX_SAMPLE_EVENTS)
-    last: int | None = Field(default=None, ge=1, le=20)
-
-    @model_validator(mode="after")
-    def _one_of(self) -> DryRunIn:
-        if (self.events is None) == (self.last is None):
-            raise ValueError("give either events or last")
-        return self
-
-
-class ConditionOut(BaseModel):
-    result: Literal["passed", "dropped", "error"]
-    error: str | None = None
-
-
-class ItemErrorOut(BaseModel):
-    index: int
-    message: str
-
-
-class NodeOut(BaseModel):
-    node_id: str
-    type: str
-    items_in: list[Any]
-    items_out: list[Any]
-    outputs: dict[str, list[Any]]
-    errors: list[ItemErrorOut]
-
-
-class CallOut(BaseModel):
-    node_id: str
-    type: str
-    item_index: int
-    args: dict[str, Any]
-
-
-class GraphPlanOut(BaseModel):
-    executed: list[str] = Field(description="The nodes that would receive items, in order.")
-    nodes: list[NodeOut]
-    calls: list[CallOut] = Field(description="The side effects the run would perform.")
-    error: str | None = None
-
-
-class DryRunResult(BaseModel):
-    event_id: str
-    event_key: str
-    run_id: str = Field(description="The run this event would start (or has started).")
-    would_start: bool
-    condition: ConditionOut = Field(
-        description="The condition's outcome; a failing input mapping is an error here too."
-    )
-    input: Any = Field(
-        default=None, description="For a workflow target: the input the run would get."
-    )
-    graph: GraphPlanOut | None = None
-    data_truncated: bool = Field(
-        default=False,
-        description="The event's data was too large to keep: it was tried with null data.",
-    )
-
-
-class DryRunOut(BaseModel):
-    results: list[DryRunResult]

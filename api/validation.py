@@ -11,19 +11,38 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 
 from api.schemas import TargetIn
+from api.text import JSON_VALUE_ERROR
 from triggers.conditions import Compiled, ExpressionError, compile_expression
 from triggers.graph import Graph, GraphError, parse_graph
 from triggers.providers import ProviderInfo, UnknownProvider, get_provider, provider_names
 
 
+def _shown(part: Any, limit: int = 200) -> str:
+    """A location part or message fit for a JSON response: lone surrogates (which JSON
+    responses cannot carry) replaced, and cut to ``limit`` characters (keys are user input)."""
+    text = str(part)
+    if len(text) > limit:
+        text = text[:limit] + "..."
+    return text.encode("utf-8", "replace").decode("utf-8")
+
+
 def clean_errors(errors: Iterable[Any]) -> list[dict[str, Any]]:
-    """Keep location, message and type; drop ``input`` and ``ctx``, which can echo secrets."""
+    """Keep location, message and type; drop ``input`` and ``ctx``, which can echo secrets.
+    A refused value inside free-form JSON gets its path appended to the location."""
     out = []
     for err in errors:
         if isinstance(err, Mapping):
-            loc = [str(p) if not isinstance(p, int) else p for p in err.get("loc", ())]
+            raw = list(err.get("loc", ()))
+            ctx = err.get("ctx") or {}
+            if err.get("type") == JSON_VALUE_ERROR and isinstance(ctx, Mapping):
+                raw.extend(ctx.get("path", ()))
+            loc = [p if isinstance(p, int) else _shown(p) for p in raw]
             out.append(
-                {"loc": loc, "msg": str(err.get("msg", "")), "type": str(err.get("type", ""))}
+                {
+                    "loc": loc,
+                    "msg": _shown(err.get("msg", ""), 1000),
+                    "type": str(err.get("type", "")),
+                }
             )
     return out
 

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 import asyncpg
 import httpx
 import pytest
+from fastapi import FastAPI
 from pydantic import SecretStr
 from temporalio.client import Client
 from temporalio.worker import Worker
@@ -145,6 +146,8 @@ class Stack:
     alice: dict[str, str]
     bob: dict[str, str]
     carol: dict[str, str]
+    # The app behind ``http``, its lifespan entered (to serve it over a real socket too).
+    app: FastAPI | None = None
 
     async def create_trigger(
         self, body: dict[str, Any], user: dict[str, str] | None = None
@@ -186,7 +189,7 @@ async def make_stack(
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
-            yield Stack(http, client, settings, keys["alice"], keys["bob"], keys["carol"])
+            yield Stack(http, client, settings, keys["alice"], keys["bob"], keys["carol"], app)
 
 
 @asynccontextmanager

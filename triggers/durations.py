@@ -7,6 +7,10 @@ from datetime import timedelta
 
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+# A thousand years: later than any schedule needs, and dates this far ahead still compute.
+_MAX_SECONDS = 1000 * 365 * 86400.0
+# What the JSON schemas of configs state (lower case, no spaces; parse also takes those).
+DURATION_PATTERN = "^([0-9]{1,4}(\\.[0-9]{1,4})?(ms|s|m|h|d))+$"
 
 
 def parse_duration(text: str) -> timedelta:
@@ -18,4 +22,7 @@ def parse_duration(text: str) -> timedelta:
     compact = text.replace(" ", "").lower()
     if not compact or _PART.sub("", compact):
         raise ValueError(f"{text!r} is not a duration like '30s', '5m', '1h30m' or '2d'")
-    return timedelta(seconds=sum(float(n) * _SECONDS[unit] for n, unit in _PART.findall(compact)))
+    seconds = sum(float(n) * _SECONDS[unit] for n, unit in _PART.findall(compact))
+    if not seconds <= _MAX_SECONDS:  # also NaN-safe; float('9' * 400) is inf
+        raise ValueError(f"{text!r} is longer than 1000 years")
+    return timedelta(seconds=seconds)

@@ -5,10 +5,17 @@ from __future__ import annotations
 import sqlalchemy as sa
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 
 from api.deps import StateDep
 
 router = APIRouter(tags=["health"])
+
+
+class Ready(BaseModel):
+    ready: bool
+    database: str = Field(description="`ok`, or `unavailable (<error type>)`.")
+    temporal: str = Field(description="`ok`, `unhealthy`, or `unavailable (<error type>)`.")
 
 
 @router.get("/healthz")
@@ -17,7 +24,11 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz")
+@router.get(
+    "/readyz",
+    response_model=Ready,
+    responses={503: {"model": Ready, "description": "The database or Temporal is not ready."}},
+)
 async def readyz(state: StateDep) -> JSONResponse:
     """Ready to accept events: the database answers and Temporal is reachable."""
     checks: dict[str, str] = {}
@@ -33,4 +44,5 @@ async def readyz(state: StateDep) -> JSONResponse:
     except Exception as exc:
         checks["temporal"] = f"unavailable ({type(exc).__name__})"
     ready = all(v == "ok" for v in checks.values())
-    return JSONResponse(status_code=200 if ready else 503, content={"ready": ready, **checks})
+    body = Ready(ready=ready, **checks)
+    return JSONResponse(status_code=200 if ready else 503, content=body.model_dump())

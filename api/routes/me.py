@@ -4,12 +4,15 @@ queues their triggers may start workflows on."""
 from __future__ import annotations
 
 import uuid
+from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import CurrentUser, SessionDep, StateDep
-from api.schemas import SafeStr, TaskQueueName
+from api.errors import answers
+from api.schemas import TaskQueueName
+from api.text import NON_BLANK_PATTERN, SafeStr
 from api.validation import invalid
 from triggers import net, queues
 from triggers.models import User
@@ -35,7 +38,9 @@ class AllowlistIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    entries: list[SafeStr] = Field(max_length=100)
+    entries: list[
+        Annotated[SafeStr, Field(max_length=1000, json_schema_extra={"pattern": NON_BLANK_PATTERN})]
+    ] = Field(max_length=100)
 
 
 class TaskQueuesIn(BaseModel):
@@ -58,13 +63,13 @@ async def _public(session: SessionDep, user: User) -> MePublic:
     )
 
 
-@router.get("", response_model=MePublic)
+@router.get("", response_model=MePublic, responses=answers(401, 503))
 async def me(user: CurrentUser, session: SessionDep) -> MePublic:
     """Who the API key belongs to."""
     return await _public(session, user)
 
 
-@router.put("/network-allowlist", response_model=MePublic)
+@router.put("/network-allowlist", response_model=MePublic, responses=answers(400, 401, 422, 503))
 async def set_network_allowlist(
     body: AllowlistIn, user: CurrentUser, session: SessionDep
 ) -> MePublic:
@@ -85,12 +90,15 @@ async def set_network_allowlist(
 @router.put(
     "/task-queues",
     response_model=MePublic,
-    responses={
-        409: {
-            "description": "A queue another user holds, or one your enabled triggers still "
-            "target and this would drop; the detail names it"
-        }
-    },
+    responses=answers(
+        400,
+        401,
+        409,
+        422,
+        503,
+        d409="A queue another user holds, or one your enabled triggers still target and "
+        "this would drop; the detail names it",
+    ),
 )
 async def set_task_queues(
     body: TaskQueuesIn, user: CurrentUser, session: SessionDep, state: StateDep

@@ -10,6 +10,7 @@ from fastapi import APIRouter, HTTPException, Query, Response, status
 
 from api import control
 from api.deps import CurrentUser, SessionDep, StateDep
+from api.errors import answers
 from api.guards import authorize_target, changed_destinations, require_secrets_again
 from api.schemas import (
     ShareIn,
@@ -21,9 +22,11 @@ from api.schemas import (
     TriggerUpdate,
 )
 from api.state import AppState
+from api.text import SafeStr
 from api.validation import (
     check_target,
     expression_or_422,
+    invalid,
     provider_or_422,
     require_secrets,
     validate_config,
@@ -35,6 +38,10 @@ from triggers.events import trigger_workflow_id
 from triggers.models import Trigger, TriggerStatus
 
 router = APIRouter(prefix="/api/triggers", tags=["triggers"])
+# The error answers of the routes on one trigger: read, act (enable...), change with a body.
+_READ = answers(401, 404, 422, 503)
+_ACT = answers(401, 403, 404, 422, 503)
+_WRITE = answers(400, 401, 403, 404, 422, 503)
 
 
 async def _load(
@@ -91,12 +98,12 @@ async def _save_and_apply(
     return trigger
 
 
-@router.get("", response_model=TriggerPage)
+@router.get("", response_model=TriggerPage, responses=answers(401, 422, 503))
 async def list_triggers(
     state: StateDep,
     session: SessionDep,
     user: CurrentUser,
-    provider: str | None = None,
+    provider: Annotated[SafeStr | None, Query(max_length=64)] = None,
     enabled: bool | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
@@ -109,7 +116,12 @@ async def list_triggers(
     return TriggerPage(items=items, total=total, limit=limit, offset=offset)
 
 
-@router.post("", response_model=TriggerPublic, status_code=status.HTTP_201_CREATED)
+@router.post(
+    "",
+    response_model=TriggerPublic,
+    status_code=status.HTTP_201_CREATED,
+    responses=answers(400, 401, 422, 503),
+)
 async def create_trigger(
     body: TriggerCreate, state: StateDep, session: SessionDep, user: CurrentUser
 ) -> TriggerPublic:
@@ -154,7 +166,7 @@ async def create_trigger(
     return to_public(state, trigger, "owner")
 
 
-@router.get("/{trigger_id}", response_model=TriggerPublic)
+@router.get("/{trigger_id}", response_model=TriggerPublic, responses=_READ)
 async def get_trigger(
     trigger_id: uuid.UUID, state: StateDep, session: SessionDep, user: CurrentUser
 ) -> TriggerPublic:
@@ -163,11 +175,7 @@ async def get_trigger(
     return to_public(state, trigger, role)
 
 
-@router.get(
-    "/{trigger_id}/status",
-    response_model=TriggerRuntime,
-    responses={503: {"description": "Temporal could not be asked; retry after Retry-After"}},
-)
+@router.get("/{trigger_id}/status", response_model=TriggerRuntime, responses=_READ)
 async def trigger_status(
     trigger_id: uuid.UUID, state: StateDep, session: SessionDep, user: CurrentUser
 ) -> TriggerRuntime:
@@ -220,7 +228,15 @@ async def trigger_status(
 @router.patch(
     "/{trigger_id}",
     response_model=TriggerPublic,
-    responses={403: {"description": "A destination field changed without the secrets again"}},
+    responses=answers(
+        400,
+        401,
+        403,
+        404,
+        422,
+        503,
+        d403="A destination field changed without the secrets again, or your role is too low",
+    ),
 )
 async def update_trigger(
     trigger_id: uuid.UUID,
@@ -314,7 +330,7 @@ async def _set_enabled(
     return to_public(state, trigger, role)
 
 
-@router.post("/{trigger_id}/enable", response_model=TriggerPublic)
+@router.post("/{trigger_id}/enable", response_model=TriggerPublic, responses=_ACT)
 async def enable_trigger(
     trigger_id: uuid.UUID, state: StateDep, session: SessionDep, user: CurrentUser
 ) -> TriggerPublic:
@@ -322,7 +338,7 @@ async def enable_trigger(
     return await _set_enabled(trigger_id, True, state, session, user)
 
 
-@router.post("/{trigger_id}/disable", response_model=TriggerPublic)
+@router.post("/{trigger_id}/disable", response_model=TriggerPublic, responses=_ACT)
 async def disable_trigger(
     trigger_id: uuid.UUID, state: StateDep, session: SessionDep, user: CurrentUser
 ) -> TriggerPublic:
@@ -330,7 +346,7 @@ async def disable_trigger(
     return await _set_enabled(trigger_id, False, state, session, user)
 
 
-@router.delete("/{trigger_id}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete("/{trigger_id}", status_code=status.HTTP_204_NO_CONTENT, responses=_ACT)
 async def delete_trigger(
     trigger_id: uuid.UUID, state: StateDep, session: SessionDep, user: CurrentUser
 ) -> Response:
@@ -344,7 +360,7 @@ async def delete_trigger(
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.get("/{trigger_id}/shares", response_model=list[ShareOut])
+@router.get("/{trigger_id}/shares", response_model=list[ShareOut], responses=_READ)
 async def list_shares(
     trigger_id: uuid.UUID, session: SessionDep, user: CurrentUser
 ) -> list[ShareOut]:
@@ -353,27 +369,32 @@ async def list_shares(
     return [ShareOut(user=n, role=r) for n, r in await store.list_shares(session, trigger=trigger)]
 
 
-@router.put("/{trigger_id}/shares", response_model=ShareOut)
+@router.put("/{trigger_id}/shares", response_model=ShareOut, responses=_WRITE)
 async def share_trigger(
     trigger_id: uuid.UUID, body: ShareIn, session: SessionDep, user: CurrentUser
 ) -> ShareOut:
     """Share with another user as ``viewer`` (read) or ``editor`` (change, enable, disable).
-    Owner only."""
+    Owner only. A user that does not exist (or yourself) is a 422 on ``user``."""
     trigger, _ = await _load(session, user, trigger_id, "owner")
     other = await store.get_user_by_name(session, name=body.user)
     if other is None or other.id == user.id:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"user {body.user!r} not found")
+        # The trigger exists; the body names no one it can be shared with.
+        raise invalid(("body", "user"), f"user {body.user!r} not found")
     share = await store.set_share(session, trigger=trigger, user=other, role=body.role)
     return ShareOut(user=other.name, role=share.role)
 
 
-@router.delete("/{trigger_id}/shares/{user_name}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete(
+    "/{trigger_id}/shares/{user_name}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=_ACT,
+)
 async def unshare_trigger(
-    trigger_id: uuid.UUID, user_name: str, session: SessionDep, user: CurrentUser
+    trigger_id: uuid.UUID, user_name: SafeStr, session: SessionDep, user: CurrentUser
 ) -> Response:
     """Stop sharing with a user. Owner only."""
     trigger, _ = await _load(session, user, trigger_id, "owner")
-    other = None if "\x00" in user_name else await store.get_user_by_name(session, name=user_name)
+    other = await store.get_user_by_name(session, name=user_name)
     if other is None or not await store.remove_share(session, trigger=trigger, user=other):
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"{user_name!r} has no share")
     return Response(status_code=status.HTTP_204_NO_CONTENT)

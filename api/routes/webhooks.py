@@ -14,6 +14,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from api import control, webhook_http
 from api.deps import StateDep
+from api.errors import answers
 from api.ratelimit import retry_after_header
 from api.schemas import WebhookAccepted
 from api.state import AppState
@@ -65,18 +66,24 @@ async def _replayed(
     "/webhooks/{preset}/{trigger_id}",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=WebhookAccepted,
-    responses={
-        400: {"description": "A body the scheme cannot read, or a repeated header"},
-        401: {"description": "Bad, missing or expired signature"},
-        404: {"description": "No such trigger for this preset"},
-        409: {"description": "The trigger is disabled, or the body is a replay"},
-        408: {"description": "Body not received within the body timeout"},
-        413: {"description": "Body over the size limit"},
-        415: {"description": "Body type the scheme cannot read, or a content encoding"},
-        429: {"description": "Over the trigger's rate limit (see Retry-After)"},
-        431: {"description": "Request headers over 16 KiB"},
-        503: {"description": "Temporal unreachable; retry after Retry-After"},
-    },
+    responses=answers(
+        400,
+        401,
+        404,
+        408,
+        409,
+        413,
+        415,
+        422,
+        429,
+        431,
+        503,
+        d400="A body the scheme cannot read, or a repeated header",
+        d401="Bad, missing or expired signature",
+        d404="No such trigger for this preset",
+        d409="The trigger is disabled, or the body is a replay",
+        d415="Body type the scheme cannot read, or a content encoding",
+    ),
 )
 async def receive_webhook(
     preset: str, trigger_id: str, request: Request, state: StateDep

@@ -23,7 +23,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from triggers import net
-from triggers.durations import parse_duration
+from triggers.durations import DURATION_PATTERN, parse_duration
 from triggers.events import Event
 from triggers.providers import polling
 from triggers.providers.base import (
@@ -57,7 +57,13 @@ class HttpPollConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    url: str = Field(description="The http(s) URL to poll; its query string is kept.")
+    url: str = Field(
+        description="The http(s) URL to poll; its query string is kept.",
+        # Stricter than the validator (no IPv6 literals, no user info), as a pattern can be.
+        json_schema_extra={
+            "pattern": "^[hH][tT][tT][pP][sS]?://[A-Za-z0-9.-]+(:[0-9]{1,5})?([/?#][!-~]*)?$"
+        },
+    )
     method: Literal["GET", "POST"] = Field(default="GET", description="HTTP method.")
     headers: dict[str, str] = Field(
         default_factory=dict,
@@ -102,7 +108,11 @@ class HttpPollConfig(BaseModel):
         default=None, description="Pagination by cursor: JSONPath of the next cursor value."
     )
     max_pages: int = Field(default=20, ge=1, le=1000, description="Pages read per poll.")
-    interval: str = Field(default="60s", description="Time between polls, e.g. '30s' (>= 1s).")
+    interval: str = Field(
+        default="60s",
+        description="Time between polls, e.g. '30s' (>= 1s).",
+        json_schema_extra={"pattern": DURATION_PATTERN},
+    )
     start_from: Literal["now", "beginning"] = Field(
         default="now",
         description="'now': the first poll records what exists without emitting it; "

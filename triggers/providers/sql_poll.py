@@ -112,8 +112,9 @@ class SqlPollConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
     url: str = Field(
+        json_schema_extra={"pattern": "^(postgresql\\+asyncpg://\\S+|sqlite\\+aiosqlite:///\\S+)$"},
         description="Async SQLAlchemy URL: postgresql+asyncpg://user@host:5432/db or "
-        "sqlite+aiosqlite:///path/to/file.db. Prefer the 'password' secret to a password here."
+        "sqlite+aiosqlite:///path/to/file.db. Prefer the 'password' secret to a password here.",
     )
     query: str = Field(
         description="SELECT with the bound parameter :cursor, ordered by the cursor column, e.g. "
