@@ -1,8 +1,10 @@
 """The ``http_request`` graph node: one HTTP call through the outbound request guard.
 
-The activity loads the trigger's owner from the database itself and uses the owner's
-network allowlist, exactly as polling sources do: a graph cannot reach private addresses
-its owner has not allowed. Errors name the host, never the URL's query or credentials.
+The activity loads the network allowlist of the run's target principal from the database
+itself: the user who last changed where the graph sends requests (the owner, unless an
+editor did), as a polling source uses its network principal's. A graph cannot reach private
+addresses that user has not allowed, and an editor's graph never goes out through the
+owner's allowlist. Errors name the host, never the URL's query or credentials.
 """
 
 from __future__ import annotations
@@ -39,17 +41,21 @@ class HttpActivities:
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
 
-    async def _allowlist(self, trigger_id: str) -> Sequence[str]:
+    async def _allowlist(self, inp: HttpRequestInput) -> Sequence[str]:
         async with self._sessions() as session:
-            trigger = await store.get_trigger(session, trigger_id=uuid.UUID(trigger_id))
-            owner = await session.get(User, trigger.user_id) if trigger else None
-        if trigger is None or owner is None:
-            raise ApplicationError("the trigger no longer exists", type=REQUEST_ERROR)
-        return tuple(owner.network_allowlist)
+            trigger = await store.get_trigger(session, trigger_id=uuid.UUID(inp.trigger_id))
+            if trigger is None:
+                raise ApplicationError("the trigger no longer exists", type=REQUEST_ERROR)
+            principal = inp.principal
+            if principal is None:  # a run from before target principals
+                principal = str(trigger.target_principal_id or "")
+            # Nobody (that user is gone): public addresses only, never the owner's.
+            user = await session.get(User, uuid.UUID(principal)) if principal else None
+        return tuple(user.network_allowlist) if user is not None else ()
 
     @activity.defn(name="http_request")
     async def http_request(self, inp: HttpRequestInput) -> HttpResponse:
-        allowlist = await self._allowlist(inp.trigger_id)
+        allowlist = await self._allowlist(inp)
         where = _where(inp.url)
         # The node's last attempt is decided here (its failure is final), not by the retry
         # policy, which allows a few more for attempts a stopping or dying worker cut short:

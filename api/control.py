@@ -97,6 +97,7 @@ def spec_of(trigger: Trigger) -> TriggerSpec:
             task_queue=target.get("task_queue"),
             input=target.get("input"),
             graph=target.get("graph"),
+            principal=str(trigger.target_principal_id or ""),
         ),
         enabled=trigger.enabled,
         source=_has_source(trigger.provider),

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ValidationError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from api.validation import invalid
-from triggers import queues
+from triggers import graph_destinations, queues
 from triggers.models import Trigger
 from triggers.providers import ProviderInfo
 
@@ -45,6 +45,27 @@ def require_secrets_again(
         status.HTTP_403_FORBIDDEN,
         [{"loc": ["body", "config", field], "msg": msg, "type": "secrets_required"}],
     )
+
+
+def target_principal(
+    trigger: Trigger,
+    *,
+    target: Mapping[str, Any],
+    name: str,
+    actor_id: uuid.UUID,
+    chooses_events: bool,
+) -> uuid.UUID | None:
+    """Whose network allowlist the graph's ``http_request`` nodes go through after this
+    change: the actor's when it changes where they send requests (the owner's again when the
+    owner does), or when an editor chooses the events (``chooses_events``: a source's
+    destination or a secret given) that a URL is built from; else unchanged."""
+    before = graph_destinations.destinations(trigger.target, trigger_name=trigger.name)
+    after = graph_destinations.destinations(target, trigger_name=name)
+    if graph_destinations.moved(before, after):
+        return actor_id
+    if actor_id != trigger.user_id and chooses_events and graph_destinations.reads_events(target):
+        return actor_id
+    return trigger.target_principal_id
 
 
 async def authorize_target(

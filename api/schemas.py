@@ -209,6 +209,12 @@ class TriggerPublic(BaseModel):
         description="Whose network allowlist the source goes through: the user who last "
         "changed where it connects (the owner, unless an editor did).",
     )
+    target_principal_id: uuid.UUID | None = Field(
+        default=None,
+        description="Whose network allowlist a graph target's http_request nodes go "
+        "through: the user who last changed where they send requests (the owner, unless an "
+        "editor did).",
+    )
     role: str
     webhook_url: str | None = None
     workflow_id: str

@@ -28,6 +28,7 @@ def to_public(state: AppState, trigger: Trigger, role: str) -> TriggerPublic:
         secret_names=secret_names,
         owner_id=trigger.user_id,
         network_principal_id=trigger.network_principal_id,
+        target_principal_id=trigger.target_principal_id,
         role=role,
         webhook_url=webhook_url,
         workflow_id=trigger_workflow_id(str(trigger.id)),

@@ -32,7 +32,7 @@ async def test_migrations_match_the_models(db_url: str) -> None:
         async with engine.connect() as conn:
             assert await conn.run_sync(diff) == []
             version = await conn.exec_driver_sql("SELECT version_num FROM alembic_version")
-            assert version.scalar_one() == "0005"
+            assert version.scalar_one() == "0006"
     finally:
         await engine.dispose()
 
@@ -41,7 +41,8 @@ async def test_migrations_match_the_models(db_url: str) -> None:
 async def test_0004_keeps_existing_triggers_on_their_owners_allowlist(
     kind: str, tmp_path: Path
 ) -> None:
-    """Rows from before 0004 get their owner as network principal: nothing changes for them."""
+    """Rows from before 0004 (and 0006) get their owner as network and target principal:
+    nothing changes for them."""
     url = f"sqlite+aiosqlite:///{tmp_path / 'old.db'}" if kind == "sqlite" else await _pg_database()
     try:
         await asyncio.to_thread(upgrade, url, "0003")
@@ -72,6 +73,8 @@ async def test_0004_keeps_existing_triggers_on_their_owners_allowlist(
             async with session_factory(engine)() as session:
                 row = await session.get(Trigger, tid)
                 assert row is not None and row.network_principal_id == uid
+                # 0006: and their graph's requests go through their owner's allowlist too.
+                assert row.target_principal_id == uid
         finally:
             await engine.dispose()
     finally:

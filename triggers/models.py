@@ -83,6 +83,11 @@ class Trigger(SQLModel, table=True):
     network_principal_id: uuid.UUID | None = Field(
         default=None, foreign_key="users.id", ondelete="SET NULL", nullable=True
     )
+    # The same for a graph target's http_request nodes: the user who last changed where
+    # they send their requests (the owner at create). NULL: public addresses only.
+    target_principal_id: uuid.UUID | None = Field(
+        default=None, foreign_key="users.id", ondelete="SET NULL", nullable=True
+    )
     status: str = Field(default=TriggerStatus.ACTIVE.value, max_length=16)
     last_error: str | None = Field(default=None, sa_type=sa.Text)
     last_checked: datetime | None = Field(default=None, sa_type=sa.DateTime(timezone=True))

@@ -61,7 +61,14 @@ def node_failed(node_id: str, message: str) -> ApplicationError:
 class GraphRun:
     """One graph over one event; ``execute`` performs it and returns each node's outcome."""
 
-    def __init__(self, graph_json: dict[str, Any], event: Event, trigger: TriggerInfo) -> None:
+    def __init__(
+        self,
+        graph_json: dict[str, Any],
+        event: Event,
+        trigger: TriggerInfo,
+        *,
+        principal: str | None = None,
+    ) -> None:
         try:
             self._graph: Graph = parse_graph(graph_json)
         except GraphError as err:
@@ -69,6 +76,7 @@ class GraphRun:
             raise ApplicationError(f"invalid graph: {err}", non_retryable=True) from None
         self._event = event
         self._trigger = trigger
+        self._principal = principal
         self._items = items_of(event)
         self._results: dict[str, list[Any]] = {}
         self._done: dict[str, int] = {}
@@ -139,6 +147,7 @@ class GraphRun:
                     body=args["body"],
                     timeout_seconds=timeout,
                     attempts=attempts,
+                    principal=self._principal,
                 ),
                 result_type=HttpResponse,
                 # The node's timeout bounds the request; the rest is loading the allowlist.

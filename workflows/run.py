@@ -56,7 +56,11 @@ class RunWorkflow:
                 name=str(workflow.memo_value("trigger_name", "")),
                 provider=info.typed_search_attributes.get(TRIGGER_PROVIDER) or "",
             )
-            result.nodes, result.calls = await GraphRun(graph, event, trigger).execute()
+            # Absent from runs started before target principals: the activity then uses the
+            # trigger's current one.
+            principal = workflow.memo_value("target_principal", None, type_hint=str)
+            run = GraphRun(graph, event, trigger, principal=principal)
+            result.nodes, result.calls = await run.execute()
         return result
 
 

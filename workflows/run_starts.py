@@ -154,8 +154,13 @@ class RunStarts:
         # A graph run gets its graph as a second argument: the event stays the run's first,
         # visible input, and runs of kind "run" keep their one-argument input.
         args: list[Any] = [first]
+        memo: dict[str, Any] = {"trigger_name": spec.name, "event_id": event.id}
         if spec.target.kind == "graph" and spec.target.graph is not None:
             args.append(spec.target.graph)
+            if spec.target.principal is not None:
+                # Whose allowlist the graph's requests use goes with the graph it belongs
+                # to: a later change of either cannot pair this run's graph with another's.
+                memo["target_principal"] = spec.target.principal
         return await workflow.start_child_workflow(
             workflow_type,
             args=args,
@@ -165,7 +170,7 @@ class RunStarts:
             # ABANDON: the default TERMINATE would also fire on continue-as-new.
             parent_close_policy=ParentClosePolicy.ABANDON,
             cancellation_type=ChildWorkflowCancellationType.ABANDON,
-            memo={"trigger_name": spec.name, "event_id": event.id},
+            memo=memo,
             search_attributes=TypedSearchAttributes(
                 [
                     SearchAttributePair(TRIGGER_ID, spec.trigger_id),

@@ -30,6 +30,10 @@ class RunTarget:
     # The validated graph as plain JSON (at most 200 nodes): it rides in the trigger's input
     # and in each graph run's input.
     graph: dict[str, Any] | None = None
+    # Whose network allowlist the graph's http_request nodes use (a user id; "" nobody's:
+    # public addresses only). It changes with the graph in one signal, and each run keeps
+    # the pair it started with. None: a spec from before it existed.
+    principal: str | None = None
 
 
 @dataclass
@@ -258,8 +262,8 @@ class RunResult:
 
 @dataclass
 class HttpRequestInput:
-    """One ``http_request`` node call. The activity loads the owner's network allowlist
-    itself (by ``trigger_id``): the allowlist never rides in workflow history."""
+    """One ``http_request`` node call. The activity loads the network allowlist of
+    ``principal`` itself: the allowlist never rides in workflow history."""
 
     trigger_id: str
     node_id: str
@@ -271,6 +275,10 @@ class HttpRequestInput:
     # The activity's attempts (the node's retries + 1): the last 5xx answer is returned
     # instead of retried.
     attempts: int = 1
+    # The user whose allowlist applies: the one who last chose where the graph the run
+    # started with sends requests; "" nobody's (public addresses only). None: a run from
+    # before target principals, which uses the trigger's current one.
+    principal: str | None = None
 
 
 @dataclass

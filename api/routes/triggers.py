@@ -1,4 +1,5 @@
-"""``/api/triggers``: create, read, change, share, enable, disable and delete triggers."""
+"""``/api/triggers``: create, read, change, enable, disable and delete triggers (shares:
+``api/routes/shares.py``)."""
 
 from __future__ import annotations
 
@@ -11,10 +12,13 @@ from fastapi import APIRouter, HTTPException, Query, Response, status
 from api import control
 from api.deps import CurrentUser, SessionDep, StateDep
 from api.errors import answers
-from api.guards import authorize_target, changed_destinations, require_secrets_again
+from api.guards import (
+    authorize_target,
+    changed_destinations,
+    require_secrets_again,
+    target_principal,
+)
 from api.schemas import (
-    ShareIn,
-    ShareOut,
     TriggerCreate,
     TriggerPage,
     TriggerPublic,
@@ -26,7 +30,6 @@ from api.text import SafeStr
 from api.validation import (
     check_target,
     expression_or_422,
-    invalid,
     provider_or_422,
     require_secrets,
     validate_config,
@@ -62,6 +65,7 @@ _MUTABLE = (
     "condition",
     "secrets_encrypted",
     "network_principal_id",
+    "target_principal_id",
     "config_version",
     "enabled",
     "status",
@@ -145,6 +149,7 @@ async def create_trigger(
     trigger = Trigger(
         user_id=user.id,
         network_principal_id=user.id,
+        target_principal_id=user.id,
         name=body.name,
         provider=body.provider,
         config=config.model_dump(mode="json", exclude_unset=False),
@@ -250,7 +255,8 @@ async def update_trigger(
     Only the owner may change where a source connects or where its secrets go (the
     provider's destination fields: an http_poll ``url`` or secret headers, a sql_poll
     ``url``) without giving every secret again in the same request (403 naming the field);
-    the source then uses the network allowlist of whoever changed them."""
+    the source then uses the network allowlist of whoever changed them, and a graph's
+    ``http_request`` nodes that of whoever last changed where they send requests."""
     trigger, role = await _load(session, user, trigger_id, "editor")
     before = _snapshot(trigger)
     info = provider_or_422(trigger.provider)
@@ -287,6 +293,14 @@ async def update_trigger(
             before=trigger.target,
             loc=("body", "target") if body.target is not None else ("target",),
         )
+    given = any(v is not None for v in (body.secrets or {}).values())
+    trigger.target_principal_id = target_principal(
+        trigger,
+        target=target,
+        name=body.name if body.name is not None else trigger.name,
+        actor_id=user.id,
+        chooses_events=bool(moved) or given,
+    )
     if body.name is not None:
         trigger.name = body.name
     if config is not None:
@@ -357,44 +371,4 @@ async def delete_trigger(
     await _apply(state, trigger)
     await session.delete(trigger)
     await session.commit()
-    return Response(status_code=status.HTTP_204_NO_CONTENT)
-
-
-@router.get("/{trigger_id}/shares", response_model=list[ShareOut], responses=_READ)
-async def list_shares(
-    trigger_id: uuid.UUID, session: SessionDep, user: CurrentUser
-) -> list[ShareOut]:
-    """Who else can see or change this trigger."""
-    trigger, _ = await _load(session, user, trigger_id, "viewer")
-    return [ShareOut(user=n, role=r) for n, r in await store.list_shares(session, trigger=trigger)]
-
-
-@router.put("/{trigger_id}/shares", response_model=ShareOut, responses=_WRITE)
-async def share_trigger(
-    trigger_id: uuid.UUID, body: ShareIn, session: SessionDep, user: CurrentUser
-) -> ShareOut:
-    """Share with another user as ``viewer`` (read) or ``editor`` (change, enable, disable).
-    Owner only. A user that does not exist (or yourself) is a 422 on ``user``."""
-    trigger, _ = await _load(session, user, trigger_id, "owner")
-    other = await store.get_user_by_name(session, name=body.user)
-    if other is None or other.id == user.id:
-        # The trigger exists; the body names no one it can be shared with.
-        raise invalid(("body", "user"), f"user {body.user!r} not found")
-    share = await store.set_share(session, trigger=trigger, user=other, role=body.role)
-    return ShareOut(user=other.name, role=share.role)
-
-
-@router.delete(
-    "/{trigger_id}/shares/{user_name}",
-    status_code=status.HTTP_204_NO_CONTENT,
-    responses=_ACT,
-)
-async def unshare_trigger(
-    trigger_id: uuid.UUID, user_name: SafeStr, session: SessionDep, user: CurrentUser
-) -> Response:
-    """Stop sharing with a user. Owner only."""
-    trigger, _ = await _load(session, user, trigger_id, "owner")
-    other = await store.get_user_by_name(session, name=user_name)
-    if other is None or not await store.remove_share(session, trigger=trigger, user=other):
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"{user_name!r} has no share")
     return Response(status_code=status.HTTP_204_NO_CONTENT)
