@@ -20,9 +20,9 @@ from api.dryrun_schemas import (
 )
 from triggers import graph as graphs
 from triggers.conditions import EVALUATION_BUDGET_SECONDS, TriggerInfo, decide_run
+from triggers.contracts.trigger import RecentEvent
 from triggers.events import Event, run_workflow_id
 from triggers.models import Trigger
-from workflows.types import RecentEvent
 
 
 def event_of_sample(sample: SampleEvent) -> Event:

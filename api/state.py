@@ -11,8 +11,10 @@ from temporalio.client import Client
 from api import control
 from api.batcher import SignalBatcher
 from api.ratelimit import RateLimiter, RecentKeys
+from triggers.contracts.names import EVENTS_SIGNAL
+from triggers.contracts.trigger import EventBatch
 from triggers.crypto import SecretBox
-from triggers.events import Event, EventBatch
+from triggers.events import Event
 from triggers.models import Trigger
 from triggers.settings import Settings
 
@@ -36,6 +38,6 @@ class AppState:
             self.client,
             trigger,
             task_queue=self.settings.task_queue,
-            signal="events",
+            signal=EVENTS_SIGNAL,
             arg=EventBatch(events),
         )

@@ -9,7 +9,7 @@ import httpx
 from temporalio.client import Client
 
 from triggers import signatures
-from workflows.types import TRIGGER_WORKFLOW_TYPE
+from triggers.contracts.names import TRIGGER_WORKFLOW_TYPE
 
 SECRET = "hunter2-super-secret-value-0001"
 

@@ -71,21 +71,6 @@ class Verdict:
     config_version: int = 0
 
 
-@dataclass
-class EventBatch:
-    """Signal payload: events delivered to a trigger workflow in one persisted signal, with
-    the source's cursor after them (kept in the workflow's state)."""
-
-    events: list[Event]
-    cursor: Any = None
-    # Set by a source activity: the config version it runs. The workflow accepts nothing
-    # (neither events nor cursor) from a source of another version or of a disabled
-    # trigger, so a disable or a config change stops the old source's events at once.
-    config_version: int | None = None
-    # A source's next fire / poll time, when it knows it (ISO 8601).
-    next_at: str | None = None
-
-
 def signal_size(event: Event) -> int:
     """About the bytes an event adds to the signal carrying it (large data is a reference
     by then): what batching signals by size counts."""

@@ -15,8 +15,8 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from triggers.conditions import ConditionOutcome, RunDecision
+    from triggers.contracts.trigger import RecentEvent
     from triggers.events import Event, Verdict
-    from workflows.types import RecentEvent
 
 # Loading claim-checked data: a database read.
 LOAD_TIMEOUT = timedelta(seconds=30)

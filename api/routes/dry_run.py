@@ -13,8 +13,8 @@ from api.dryrun_schemas import DryRunIn, DryRunOut
 from api.errors import answers
 from api.routes.triggers import _load
 from triggers import payloads
+from triggers.contracts.trigger import RecentEvent
 from triggers.events import Event
-from workflows.types import RecentEvent
 
 
 async def _with_data(session: SessionDep, recent: RecentEvent) -> tuple[Event, bool]:
