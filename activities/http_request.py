@@ -18,7 +18,6 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from triggers import net, store
 from triggers.contracts.names import (
     BLOCKED_ADDRESS,
     HTTP_REQUEST_ACTIVITY,
@@ -28,7 +27,8 @@ from triggers.contracts.names import (
     TRANSIENT,
 )
 from triggers.contracts.run import HttpRequestInput, HttpResponse
-from triggers.models import User
+from triggers.infra import net, store
+from triggers.infra.models import User
 from triggers.providers.base import ProviderConfigError, ProviderError
 
 # Responses ride in workflow history (the run's next nodes see them): keep them small.

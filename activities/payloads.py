@@ -14,7 +14,6 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from triggers import payloads
 from triggers.contracts.names import (
     LOAD_PAYLOAD_ACTIVITY,
     PAYLOAD_MISSING,
@@ -24,6 +23,7 @@ from triggers.contracts.names import (
 )
 from triggers.contracts.payloads import LOAD_MAX_RESULT_BYTES, LoadPayloadInput, LoadPayloadResult
 from triggers.contracts.trigger import SpillInput, SpillResult, UnspillInput, UnspillResult
+from triggers.infra import payloads
 
 
 class PayloadActivities:

@@ -38,7 +38,7 @@ from triggers.contracts.trigger import (
     TriggerState,
     WaitRunInput,
 )
-from triggers.events import trigger_workflow_id
+from triggers.core.events import trigger_workflow_id
 
 log = logging.getLogger("triggers.recovery")
 

@@ -23,8 +23,6 @@ from temporalio import activity
 from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 
-from triggers import redaction, store
-from triggers.admission import Admission, admit
 from triggers.contracts.names import (
     EVENTS_SIGNAL,
     PROVIDER_CONFIG_ERROR,
@@ -33,9 +31,11 @@ from triggers.contracts.names import (
 )
 from triggers.contracts.source import SourceInput, SourceResult
 from triggers.contracts.trigger import EventBatch
-from triggers.crypto import SecretBox
-from triggers.events import Event, signal_size, trigger_workflow_id
-from triggers.models import Trigger, TriggerStatus, User
+from triggers.core.events import Event, signal_size, trigger_workflow_id
+from triggers.infra import redaction, store
+from triggers.infra.admission import Admission, admit
+from triggers.infra.crypto import SecretBox
+from triggers.infra.models import Trigger, TriggerStatus, User
 from triggers.providers import UnknownProvider, get_provider
 from triggers.providers.base import (
     Cursor,

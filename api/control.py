@@ -44,8 +44,8 @@ from triggers.contracts.trigger import (
     TriggerSpec,
     TriggerStatus,
 )
-from triggers.events import trigger_workflow_id
-from triggers.models import Trigger
+from triggers.core.events import trigger_workflow_id
+from triggers.infra.models import Trigger
 from triggers.providers import UnknownProvider, get_provider
 
 # Why a call to Temporal failed, in words a caller can act on. Other statuses (a namespace

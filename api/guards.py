@@ -12,8 +12,8 @@ from pydantic import BaseModel, ValidationError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from api.validation import invalid
-from triggers import queues
-from triggers.models import Trigger
+from triggers.infra import queues
+from triggers.infra.models import Trigger
 from triggers.providers import ProviderInfo
 
 

@@ -13,10 +13,10 @@ from api.batcher import SignalBatcher
 from api.ratelimit import RateLimiter, RecentKeys
 from triggers.contracts.names import EVENTS_SIGNAL
 from triggers.contracts.trigger import EventBatch
-from triggers.crypto import SecretBox
-from triggers.events import Event
-from triggers.models import Trigger
-from triggers.settings import Settings
+from triggers.core.events import Event
+from triggers.infra.crypto import SecretBox
+from triggers.infra.models import Trigger
+from triggers.infra.settings import Settings
 
 
 @dataclass

@@ -21,7 +21,7 @@ from tests.local_http import LocalServer
 from tests.test_source_runtime import src_stack  # noqa: F401  (fixture)
 from tests.user_workflows import GraphChild
 from triggers.contracts.run import RunResult
-from triggers.events import run_workflow_id
+from triggers.core.events import run_workflow_id
 from workflows.run import RunWorkflow
 
 

@@ -39,7 +39,6 @@ from temporalio.exceptions import (
 )
 
 with workflow.unsafe.imports_passed_through():
-    from triggers.conditions import TriggerInfo
     from triggers.contracts.names import (
         EVENT_ERROR,
         HTTP_NON_RETRYABLE,
@@ -47,8 +46,9 @@ with workflow.unsafe.imports_passed_through():
         NODE_FAILED,
     )
     from triggers.contracts.run import HttpRequestInput, HttpResponse, NodeOutcome
-    from triggers.events import Event
-    from triggers.graph import Call, Graph, GraphError, Plan, items_of, parse_graph, plan
+    from triggers.core.conditions import TriggerInfo
+    from triggers.core.events import Event
+    from triggers.core.graph import Call, Graph, GraphError, Plan, items_of, parse_graph, plan
 
 # Attempts beyond the node's own, for those a stopping (or dying) worker cut short; the
 # activity makes the node's last attempt's failure final itself (activities/http_request.py).

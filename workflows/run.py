@@ -10,11 +10,11 @@ from typing import Any
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from triggers.conditions import TriggerInfo
     from triggers.contracts.names import LOAD_PAYLOAD_ACTIVITY, RUN_WORKFLOW_TYPE, TRIGGER_PROVIDER
     from triggers.contracts.payloads import LoadPayloadInput, LoadPayloadResult
     from triggers.contracts.run import RunResult
-    from triggers.events import Event
+    from triggers.core.conditions import TriggerInfo
+    from triggers.core.events import Event
     from workflows.graph_run import GraphRun
 
 

@@ -13,7 +13,6 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.workflow import ChildWorkflowCancellationType, ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
-    from triggers.conditions import TriggerInfo, decide_run
     from triggers.contracts.names import (
         LOAD_PAYLOAD_ACTIVITY,
         RUN_WORKFLOW_TYPE,
@@ -23,7 +22,8 @@ with workflow.unsafe.imports_passed_through():
     )
     from triggers.contracts.payloads import LoadPayloadInput, LoadPayloadResult
     from triggers.contracts.trigger import StartFailure, TriggerSpec, TriggerState
-    from triggers.events import Event, Verdict, run_workflow_id
+    from triggers.core.conditions import TriggerInfo, decide_run
+    from triggers.core.events import Event, Verdict, run_workflow_id
     from workflows import intake
 
 CONDITION_ERRORS_KEPT = 20

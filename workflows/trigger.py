@@ -56,7 +56,7 @@ with workflow.unsafe.imports_passed_through():
         UnspillResult,
         WaitRunInput,
     )
-    from triggers.events import Event
+    from triggers.core.events import Event
     from workflows import intake
     from workflows.run_starts import RunStarts
     from workflows.source_loop import SourceLoop

@@ -1,7 +1,7 @@
 """What crosses the Temporal boundary for event data kept in the claim-check store
 (activity ``load_payload``).
 
-The store itself is ``triggers/payloads.py``; the activity is ``activities/payloads.py``.
+The store itself is ``triggers/infra/payloads.py``; the activity is ``activities/payloads.py``.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from triggers.events import Event
+from triggers.core.events import Event
 
 
 @dataclass

@@ -10,7 +10,7 @@ TRIGGER_WORKFLOW_PREFIX = "trigger:"
 RUN_WORKFLOW_PREFIX = "run:"
 
 # Event data whose compact JSON is larger than this (bytes) is stored in the database and
-# the event carries a reference (claim check): see ``triggers/payloads.py``.
+# the event carries a reference (claim check): see ``triggers/infra/payloads.py``.
 CLAIM_CHECK_BYTES = 2 * 1024
 # Event keys and ids longer than this become ``<prefix>~<sha256>`` (see ``bound_key``), so
 # ``run:<trigger-id>:<key>`` always fits Temporal's 1,000-character id limit.
