@@ -35,7 +35,6 @@ LOAD_PAYLOAD_ACTIVITY = "load_payload"
 TRIGGER_ID = SearchAttributeKey.for_keyword("TriggerId")
 TRIGGER_PROVIDER = SearchAttributeKey.for_keyword("TriggerProvider")
 TRIGGER_OWNER = SearchAttributeKey.for_keyword("TriggerOwner")
-SEARCH_ATTRIBUTES = (TRIGGER_ID, TRIGGER_PROVIDER, TRIGGER_OWNER)
 
 # ApplicationError types. The source activity's: a config error is final for that config
 # version (non-retryable); a transient one is retried by the workflow with backoff.
