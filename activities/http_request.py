@@ -20,19 +20,22 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from triggers import net, store
-from triggers.models import User
+from triggers.contracts.names import (
+    BLOCKED_ADDRESS,
+    HTTP_REQUEST_ACTIVITY,
+    HTTP_STATUS,
+    REQUEST_ERROR,
+    TIMEOUT,
+    TRANSIENT,
+)
+from triggers.contracts.run import HttpRequestInput, HttpResponse
+from triggers.infra import net, store
+from triggers.infra.models import User
 from triggers.providers.base import ProviderConfigError, ProviderError
-from workflows.types import HttpRequestInput, HttpResponse
 
 # Responses ride in workflow history (the run's next nodes see them): keep them small.
 MAX_BODY_BYTES = 64 * 1024
 MAX_HEADERS = 50
-# Error types the workflow and the retry policy know.
-BLOCKED = "BlockedAddress"
-REQUEST_ERROR = "RequestError"
-HTTP_STATUS = "HttpStatus"
-NON_RETRYABLE = (BLOCKED, REQUEST_ERROR)
 
 
 class HttpActivities:
@@ -53,7 +56,7 @@ class HttpActivities:
             user = await session.get(User, uuid.UUID(principal)) if principal else None
         return tuple(user.network_allowlist) if user is not None else ()
 
-    @activity.defn(name="http_request")
+    @activity.defn(name=HTTP_REQUEST_ACTIVITY)
     async def http_request(self, inp: HttpRequestInput) -> HttpResponse:
         allowlist = await self._allowlist(inp)
         where = _where(inp.url)
@@ -74,13 +77,13 @@ class HttpActivities:
                 finally:
                     await response.aclose()
         except net.BlockedAddress as exc:
-            failure = ApplicationError(str(exc), type=BLOCKED, non_retryable=True)
+            failure = ApplicationError(str(exc), type=BLOCKED_ADDRESS, non_retryable=True)
         except ProviderConfigError as exc:
             failure = ApplicationError(str(exc), type=REQUEST_ERROR, non_retryable=True)
         except ProviderError as exc:  # transient: DNS
-            failure = ApplicationError(str(exc), type="Transient", non_retryable=last)
+            failure = ApplicationError(str(exc), type=TRANSIENT, non_retryable=last)
         except httpx.TimeoutException:
-            failure = ApplicationError(f"{where}: timed out", type="Timeout", non_retryable=last)
+            failure = ApplicationError(f"{where}: timed out", type=TIMEOUT, non_retryable=last)
         except httpx.TooManyRedirects:
             failure = ApplicationError(
                 f"{where}: too many redirects", type=REQUEST_ERROR, non_retryable=True
@@ -91,7 +94,7 @@ class HttpActivities:
             )
         except httpx.TransportError as exc:
             failure = ApplicationError(
-                f"{where}: {type(exc).__name__}", type="Transient", non_retryable=last
+                f"{where}: {type(exc).__name__}", type=TRANSIENT, non_retryable=last
             )
         if failure is not None:
             raise failure

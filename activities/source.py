@@ -23,11 +23,19 @@ from temporalio import activity
 from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 
-from triggers import redaction, store
-from triggers.admission import Admission, admit
-from triggers.crypto import SecretBox
-from triggers.events import Event, EventBatch, signal_size, trigger_workflow_id
-from triggers.models import Trigger, TriggerStatus, User
+from triggers.contracts.names import (
+    EVENTS_SIGNAL,
+    PROVIDER_CONFIG_ERROR,
+    PROVIDER_TRANSIENT_ERROR,
+    RUN_SOURCE_ACTIVITY,
+)
+from triggers.contracts.source import SourceInput, SourceResult
+from triggers.contracts.trigger import EventBatch
+from triggers.core.events import Event, signal_size, trigger_workflow_id
+from triggers.infra import redaction, store
+from triggers.infra.admission import Admission, admit
+from triggers.infra.crypto import SecretBox
+from triggers.infra.models import Trigger, TriggerStatus, User
 from triggers.providers import UnknownProvider, get_provider
 from triggers.providers.base import (
     Cursor,
@@ -37,7 +45,6 @@ from triggers.providers.base import (
     SourceProvider,
     SourceStop,
 )
-from triggers.sources import CONFIG_ERROR, TRANSIENT_ERROR, SourceInput, SourceResult
 
 log = logging.getLogger("triggers.source")
 
@@ -140,7 +147,7 @@ class ActivitySink:
         batch = EventBatch(
             events, cursor=cursor, config_version=self._config_version, next_at=next_at
         )
-        await self._client.get_workflow_handle(self._workflow_id).signal("events", batch)
+        await self._client.get_workflow_handle(self._workflow_id).signal(EVENTS_SIGNAL, batch)
 
     async def emit(self, events: Sequence[Event], *, cursor: Cursor = None) -> None:
         batches = _batches(await self._admit(list(events)))
@@ -226,7 +233,7 @@ class SourceActivities:
             trigger.last_error = error
             await store.save(session, trigger=trigger)
 
-    @activity.defn(name="run_source")
+    @activity.defn(name=RUN_SOURCE_ACTIVITY)
     async def run_source(self, inp: SourceInput) -> SourceResult:
         cursor = inp.cursor
 
@@ -312,7 +319,7 @@ class SourceActivities:
             retry_after = getattr(exc, "retry_after", None)
             raise ApplicationError(
                 message,
-                type=TRANSIENT_ERROR,
+                type=PROVIDER_TRANSIENT_ERROR,
                 next_retry_delay=timedelta(seconds=retry_after) if retry_after else None,
             ) from None
         finally:
@@ -337,7 +344,7 @@ class SourceActivities:
         await self._set_status(trigger_id, TriggerStatus.FAILED, message)
         # ``from None``: called inside ``except`` blocks, and the SDK would otherwise send the
         # caught exception (a driver's error may quote a password) along as the cause.
-        raise ApplicationError(message, type=CONFIG_ERROR, non_retryable=True) from None
+        raise ApplicationError(message, type=PROVIDER_CONFIG_ERROR, non_retryable=True) from None
 
     async def _beat(self, sink: ActivitySink) -> None:
         # Cancellation only reaches an activity that heartbeats; idle sources must too.

@@ -19,10 +19,10 @@ from api.errors import (
 from api.routes import dry_run, health, me, shares, triggers, webhooks
 from api.state import AppState
 from api.validation import validation_error_handler
-from triggers.crypto import SecretBox
-from triggers.db import make_engine, session_factory
-from triggers.settings import Settings, get_settings
-from triggers.temporal import connect
+from triggers.infra.crypto import SecretBox
+from triggers.infra.db import make_engine, session_factory
+from triggers.infra.settings import Settings, get_settings
+from triggers.infra.temporal import connect
 
 
 def create_app(settings: Settings | None = None, *, client: Client | None = None) -> FastAPI:

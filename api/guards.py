@@ -12,8 +12,9 @@ from pydantic import BaseModel, ValidationError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from api.validation import invalid
-from triggers import graph_destinations, queues
-from triggers.models import Trigger
+from triggers.core import graph_destinations
+from triggers.infra import queues
+from triggers.infra.models import Trigger
 from triggers.providers import ProviderInfo
 
 

@@ -20,8 +20,8 @@ from pydantic_core import CoreSchema
 
 from api.body_schemas import AnyProviderConfig, ProviderUnion, one_of
 from api.text import NON_BLANK_PATTERN, SafeJson, SafeStr
-from triggers.graph import Graph
-from triggers.models import ShareRole
+from triggers.core.graph import Graph
+from triggers.infra.models import ShareRole
 
 # Field definitions shared by the runtime models and the forms the OpenAPI publishes.
 Name = Annotated[SafeStr, Field(min_length=1, max_length=200)]
@@ -126,7 +126,9 @@ class TargetIn(BaseModel):
     input: InputMapping | None = None
     graph: SafeJson | None = Field(
         default=None,
-        description="The run graph (`nodes`, `edges`) when kind is 'graph'; see triggers.graph.",
+        description=(
+            "The run graph (`nodes`, `edges`) when kind is 'graph'; see triggers.core.graph."
+        ),
     )
 
     @classmethod

@@ -12,8 +12,8 @@ from pydantic import BaseModel, ValidationError
 
 from api.schemas import TargetIn
 from api.text import JSON_VALUE_ERROR
-from triggers.conditions import Compiled, ExpressionError, compile_expression
-from triggers.graph import Graph, GraphError, parse_graph
+from triggers.core.conditions import Compiled, ExpressionError, compile_expression
+from triggers.core.graph import Graph, GraphError, parse_graph
 from triggers.providers import ProviderInfo, UnknownProvider, get_provider, provider_names
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from api.schemas import TriggerPublic
 from api.state import AppState
-from triggers.events import trigger_workflow_id
-from triggers.models import Trigger
+from triggers.core.events import trigger_workflow_id
+from triggers.infra.models import Trigger
 
 
 def to_public(state: AppState, trigger: Trigger, role: str) -> TriggerPublic:

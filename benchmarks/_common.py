@@ -36,12 +36,12 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 import triggers
-from triggers import store
-from triggers.crypto import SecretBox
-from triggers.db import make_engine, session_factory, upgrade
-from triggers.devserver import _parent_death_hook
-from triggers.ports import free_port
-from triggers.settings import Settings
+from triggers.infra import store
+from triggers.infra.crypto import SecretBox
+from triggers.infra.db import make_engine, session_factory, upgrade
+from triggers.infra.settings import Settings
+from workers.devserver import _parent_death_hook
+from workers.ports import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 STARTUP_TIMEOUT = 120.0
@@ -88,7 +88,7 @@ def isolate_network() -> None:
     flag controls, picked from the kernel's ephemeral range; so do other engineers' test
     servers on the same machine. In a namespace of its own nothing else can take them. It
     needs root or unprivileged user namespaces (``unshare -rn``); without either, ports we
-    choose come from outside the ephemeral range (``triggers.ports.free_port``, as
+    choose come from outside the ephemeral range (``workers.ports.free_port``, as
     everywhere). Call it first in ``main``, before anything starts; the process keeps its
     pid, so signals reach it as before.
     """

@@ -20,9 +20,9 @@ from _common import Procs, log, start_product, wait_pollers
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-from triggers import signatures
-from triggers.devserver import DevServer
-from triggers.ports import free_port
+from triggers.core import signatures
+from workers.devserver import DevServer
+from workers.ports import free_port
 
 SECRET = "bench-signing-secret-0001"
 # Out of the way: the benchmarks measure intake and run starts, not the limiter.

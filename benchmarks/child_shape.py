@@ -37,7 +37,7 @@ from temporalio.workflow import ChildWorkflowCancellationType, ParentClosePolicy
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from _common import isolate_network  # noqa: E402
 
-from triggers.devserver import DevServer  # noqa: E402
+from workers.devserver import DevServer  # noqa: E402
 
 NOBODY = "nobody-polls-this"
 

@@ -47,8 +47,8 @@ from _stack import (
 )
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
 
-from triggers.events import Event
-from workflows.types import RUN_WORKFLOW_TYPE, TRIGGER_ID
+from triggers.contracts.names import RUN_WORKFLOW_TYPE, TRIGGER_ID
+from triggers.core.events import Event
 
 TARGET_RATIO = 0.95  # runs started / accepted, every minute after the first
 TARGET_P99_S = 5.0  # receipt (request sent) -> run start

@@ -20,11 +20,11 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from api.app import create_app
-from triggers import store
-from triggers.crypto import SecretBox
-from triggers.db import make_engine, session_factory, upgrade
-from triggers.devserver import DevServer
-from triggers.settings import Settings
+from triggers.infra import store
+from triggers.infra.crypto import SecretBox
+from triggers.infra.db import make_engine, session_factory, upgrade
+from triggers.infra.settings import Settings
+from workers.devserver import DevServer
 from workers.main import build_worker
 
 CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")

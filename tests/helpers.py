@@ -8,8 +8,8 @@ from typing import Any
 import httpx
 from temporalio.client import Client
 
-from triggers import signatures
-from workflows.types import TRIGGER_WORKFLOW_TYPE
+from triggers.contracts.names import TRIGGER_WORKFLOW_TYPE
+from triggers.core import signatures
 
 SECRET = "hunter2-super-secret-value-0001"
 

@@ -20,11 +20,12 @@ from tests.api_proc import ApiProcess
 from tests.conftest import eventually
 from tests.helpers import SECRET, count_runs, github_body, github_trigger, runs_query
 from tests.raw_http import Answer, RawConnection, request
-from triggers import signatures, store
-from triggers.db import make_engine, session_factory, upgrade
-from triggers.devserver import DevServer
-from triggers.events import run_workflow_id
-from triggers.settings import Settings
+from triggers.core import signatures
+from triggers.core.events import run_workflow_id
+from triggers.infra import store
+from triggers.infra.db import make_engine, session_factory, upgrade
+from triggers.infra.settings import Settings
+from workers.devserver import DevServer
 from workers.main import build_worker
 
 LIMIT = 256 * 1024

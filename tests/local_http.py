@@ -12,7 +12,7 @@ import uvicorn
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from triggers.ports import bind_free_port
+from workers.ports import bind_free_port
 
 Handler = Callable[[Request], Awaitable[Response] | Response]
 

@@ -22,7 +22,7 @@ from api.app import create_app
 from tests.conftest import Stack
 from tests.helpers import SECRET, github_trigger, post_github
 from tests.live_server import serve
-from triggers.settings import Settings
+from triggers.infra.settings import Settings
 
 API = "/api/triggers"
 NUL, LONE = "a\x00b", "x\ud800y"  # lone surrogate: valid JSON (\ud800), not Unicode text

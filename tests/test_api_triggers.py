@@ -13,7 +13,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from tests.conftest import Stack, eventually
 from tests.helpers import count_runs, github_trigger, post_github
-from triggers.events import trigger_workflow_id
+from triggers.core.events import trigger_workflow_id
 
 API = "/api/triggers"
 RUNNING, COMPLETED = WorkflowExecutionStatus.RUNNING, WorkflowExecutionStatus.COMPLETED

@@ -17,17 +17,17 @@ from typing import Any
 
 import pytest
 
-from triggers import cel_budget
-from triggers.cel_budget import BudgetExceeded, cpu_budget
-from triggers.conditions import (
+from triggers.core import cel_budget
+from triggers.core.cel_budget import BudgetExceeded, cpu_budget
+from triggers.core.conditions import (
     EVALUATION_BUDGET_SECONDS,
     TriggerInfo,
     compile_expression,
     decide_run,
     to_cel,
 )
-from triggers.events import Event, Verdict
-from triggers.intake import verdict_for, verdicts_for
+from triggers.core.events import Event, Verdict
+from triggers.core.intake import verdict_for, verdicts_for
 
 INFO = TriggerInfo(id="t-1", name="shop", provider="webhook")
 BUDGET = EVALUATION_BUDGET_SECONDS

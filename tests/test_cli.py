@@ -11,7 +11,7 @@ from importlib.metadata import version
 
 import pytest
 
-from triggers.settings import Settings
+from triggers.infra.settings import Settings
 from workers.cli_help import READS
 
 # Fields no command reads (dead code, removed with issue 9's clean-up).

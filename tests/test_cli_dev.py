@@ -14,8 +14,8 @@ import httpx
 
 from tests.conftest import eventually
 from tests.helpers import github_trigger, post_github
-from triggers.devserver import temporal_binary
-from triggers.ports import free_port
+from workers.devserver import temporal_binary
+from workers.ports import free_port
 
 
 def _processes_with(arg: str) -> list[int]:

@@ -14,9 +14,9 @@ from temporalio.worker import Worker
 from tests.conftest import Stack, eventually, stack_with_worker
 from tests.helpers import count_runs, github_trigger, post_github, runs_query
 from tests.user_workflows import HeldRun
-from triggers.db import upgrade
-from triggers.devserver import DevServer
-from triggers.events import run_workflow_id, trigger_workflow_id
+from triggers.core.events import run_workflow_id, trigger_workflow_id
+from triggers.infra.db import upgrade
+from workers.devserver import DevServer
 
 
 @pytest.fixture

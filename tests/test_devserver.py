@@ -1,4 +1,4 @@
-"""Tests for :mod:`triggers.devserver` against real ``temporal server start-dev`` processes."""
+"""Tests for :mod:`workers.devserver` against real ``temporal server start-dev`` processes."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
 from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 from temporalio.client import Client, WorkflowExecutionStatus
 
-from triggers.devserver import SEARCH_ATTRIBUTES, DevServer, temporal_binary
-from triggers.ports import bind_free_port, free_port
+from workers.devserver import SEARCH_ATTRIBUTES, DevServer, temporal_binary
+from workers.ports import bind_free_port, free_port
 
 START_TIMEOUT = 30.0
 

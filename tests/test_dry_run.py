@@ -13,7 +13,7 @@ from api.control import run_exists
 from tests.conftest import Stack, eventually
 from tests.helpers import github_body, github_trigger, post_github
 from tests.user_workflows import UserEcho
-from triggers.events import run_workflow_id, trigger_workflow_id
+from triggers.core.events import run_workflow_id, trigger_workflow_id
 from workflows.run import RunWorkflow
 from workflows.trigger import TriggerWorkflow
 

@@ -20,9 +20,9 @@ from tests.helpers import github_body, github_trigger, post_github
 from tests.local_http import LocalServer
 from tests.test_source_runtime import src_stack  # noqa: F401  (fixture)
 from tests.user_workflows import GraphChild
-from triggers.events import run_workflow_id
+from triggers.contracts.run import RunResult
+from triggers.core.events import run_workflow_id
 from workflows.run import RunWorkflow
-from workflows.types import RunResult
 
 
 @pytest.fixture

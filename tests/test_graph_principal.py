@@ -18,9 +18,9 @@ from tests.helpers import github_trigger, post_github
 from tests.local_http import LocalServer
 from tests.test_graph_e2e import cel, outcome, result_of
 from tests.test_source_runtime import src_stack  # noqa: F401  (fixture)
-from triggers import graph_destinations
-from triggers.db import make_engine
-from triggers.events import run_workflow_id
+from triggers.core import graph_destinations
+from triggers.core.events import run_workflow_id
+from triggers.infra.db import make_engine
 
 API = "/api/triggers"
 

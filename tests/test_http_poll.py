@@ -16,9 +16,9 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from tests.local_http import LocalServer
 from tests.sink import MemorySink
-from triggers.durations import parse_duration
-from triggers.events import Event
-from triggers.net import BlockedAddress
+from triggers.core.durations import parse_duration
+from triggers.core.events import Event
+from triggers.infra.net import BlockedAddress
 from triggers.providers import get_provider, polling
 from triggers.providers.base import (
     Cursor,

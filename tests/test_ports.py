@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from triggers.devserver import DevServer
-from triggers.ports import (
+from workers.devserver import DevServer
+from workers.ports import (
     EPHEMERAL_RANGE_FILE,
     LOWEST_PORT,
     bind_free_port,

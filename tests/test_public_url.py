@@ -12,7 +12,7 @@ from temporalio.client import Client
 
 from tests.conftest import stack_with_worker
 from tests.helpers import github_trigger
-from triggers.settings import Settings
+from triggers.infra.settings import Settings
 
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
 

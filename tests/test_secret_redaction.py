@@ -19,8 +19,8 @@ from temporalio.client import Client
 from tests.conftest import eventually, make_stack
 from tests.fake_pg import FakePostgres
 from tests.worker_proc import WorkerProcess
-from triggers import redaction
-from triggers.devserver import DevServer
+from triggers.infra import redaction
+from workers.devserver import DevServer
 
 PASSWORD = "pw-7Hq2-quoted-by-the-server"
 SECRET = "s3cr3t-for-the-filter-only"

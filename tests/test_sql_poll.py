@@ -20,8 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from tests.conftest import _drop_pg, _pg_database
 from tests.sink import MemorySink
-from triggers.events import Event
-from triggers.ports import free_port
+from triggers.core.events import Event
 from triggers.providers import get_provider
 from triggers.providers.base import (
     ProviderConfigError,
@@ -30,6 +29,7 @@ from triggers.providers.base import (
     SourceStop,
 )
 from triggers.providers.sql_poll import SqlPollConfig, SqlPollProvider
+from workers.ports import free_port
 
 # Tests reach a local PostgreSQL and SQLite files under the temp folder, so they allow both.
 CONTEXT = SourceContext(

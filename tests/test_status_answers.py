@@ -38,11 +38,11 @@ from tests.conftest import Stack, eventually, make_stack
 from tests.helpers import github_trigger, post_github, runs_of
 from tests.test_source_runtime import src_stack, status_of  # noqa: F401  (fixture)
 from tests.user_workflows import HeldRun, StatuslessTrigger
-from triggers.devserver import DevServer
-from triggers.events import run_workflow_id, trigger_workflow_id
-from triggers.ports import free_port
-from triggers.settings import Settings
+from triggers.core.events import run_workflow_id, trigger_workflow_id
+from triggers.infra.settings import Settings
+from workers.devserver import DevServer
 from workers.main import build_worker
+from workers.ports import free_port
 
 RETRY_AFTER = 9
 

@@ -15,10 +15,10 @@ from sqlalchemy import Connection
 from sqlmodel import SQLModel, select
 
 from tests.conftest import _drop_pg, _pg_database
-from triggers import store
-from triggers.crypto import SecretBox, SecretKeyError
-from triggers.db import make_engine, session_factory, upgrade
-from triggers.models import ApiKey, ShareRole, Trigger, TriggerShare
+from triggers.infra import store
+from triggers.infra.crypto import SecretBox, SecretKeyError
+from triggers.infra.db import make_engine, session_factory, upgrade
+from triggers.infra.models import ApiKey, ShareRole, Trigger, TriggerShare
 
 
 async def test_migrations_match_the_models(db_url: str) -> None:

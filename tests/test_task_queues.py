@@ -16,7 +16,7 @@ from temporalio.worker import Worker
 from tests.conftest import Stack, eventually
 from tests.helpers import count_runs, github_trigger, post_github, runs_of
 from tests.user_workflows import UserDeploy
-from triggers.events import run_workflow_id
+from triggers.core.events import run_workflow_id
 
 API = "/api/triggers"
 

@@ -11,11 +11,11 @@ from temporalio.client import Client
 
 from tests.conftest import eventually, make_stack
 from tests.helpers import count_runs, github_trigger, post_github, runs_query
-from triggers.db import upgrade
-from triggers.devserver import DevServer
-from triggers.ports import free_port
-from triggers.settings import Settings
+from triggers.infra.db import upgrade
+from triggers.infra.settings import Settings
+from workers.devserver import DevServer
 from workers.main import build_worker
+from workers.ports import free_port
 
 
 async def test_503_while_down_then_the_same_delivery_makes_one_run(

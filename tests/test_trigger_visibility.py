@@ -14,12 +14,13 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from api.control import spec_of
 from tests.conftest import Stack, eventually
 from tests.helpers import github_trigger, post_github, runs_of
-from triggers import store
-from triggers.db import make_engine, session_factory
-from triggers.devserver import DevServer, temporal_binary
-from triggers.events import run_workflow_id, trigger_workflow_id
+from triggers.contracts.names import TRIGGER_ID, TRIGGER_OWNER, TRIGGER_PROVIDER
+from triggers.contracts.trigger import TriggerInput
+from triggers.core.events import run_workflow_id, trigger_workflow_id
+from triggers.infra import store
+from triggers.infra.db import make_engine, session_factory
+from workers.devserver import DevServer, temporal_binary
 from workflows.trigger import TriggerWorkflow
-from workflows.types import TRIGGER_ID, TRIGGER_OWNER, TRIGGER_PROVIDER, TriggerInput
 
 
 async def _listed(s: Stack, tid: str) -> dict[str, tuple[str, dict[str, object]]]:

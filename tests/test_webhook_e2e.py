@@ -12,7 +12,7 @@ from temporalio.worker import Worker
 from tests.conftest import Stack, eventually
 from tests.helpers import count_runs, github_body, github_trigger, post_github, runs_of
 from tests.user_workflows import UserDeploy
-from triggers.events import run_workflow_id, trigger_workflow_id
+from triggers.core.events import run_workflow_id, trigger_workflow_id
 
 
 async def test_signed_delivery_starts_one_run_with_the_event_as_input(sqlite_stack: Stack) -> None:

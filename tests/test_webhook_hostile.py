@@ -29,8 +29,8 @@ from tests.hostile import (
     trickle,
 )
 from tests.raw_http import Closed, chunk_body, request
-from triggers import signatures
-from triggers.devserver import DevServer
+from triggers.core import signatures
+from workers.devserver import DevServer
 
 
 @pytest.fixture(scope="module")

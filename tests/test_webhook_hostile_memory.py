@@ -23,7 +23,7 @@ from tests.hostile import (
     trickle,
 )
 from tests.raw_http import request
-from triggers.devserver import DevServer
+from workers.devserver import DevServer
 
 
 @pytest.fixture(scope="module")

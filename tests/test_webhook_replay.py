@@ -20,12 +20,13 @@ from temporalio.client import Client
 from tests.api_proc import ApiProcess
 from tests.conftest import Stack, eventually
 from tests.helpers import SECRET, count_runs, github_body, github_trigger, post_github, runs_of
-from triggers import replays, signatures, store
-from triggers.db import make_engine, session_factory
-from triggers.devserver import DevServer
-from triggers.events import run_workflow_id
-from triggers.models import WebhookFingerprint, utcnow
-from triggers.settings import Settings
+from triggers.core import signatures
+from triggers.core.events import run_workflow_id
+from triggers.infra import replays, store
+from triggers.infra.db import make_engine, session_factory
+from triggers.infra.models import WebhookFingerprint, utcnow
+from triggers.infra.settings import Settings
+from workers.devserver import DevServer
 from workers.main import build_worker
 from workers.sweeper import payload_sweeper
 

@@ -13,7 +13,7 @@ import pytest
 
 from tests.conftest import Stack, eventually
 from tests.helpers import SECRET, count_runs, post_github, runs_query
-from triggers import signatures
+from triggers.core import signatures
 
 OLD_SECRET = "old-secret-still-active"
 STANDARD_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"

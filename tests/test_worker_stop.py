@@ -21,7 +21,7 @@ from tests.conftest import eventually, make_stack
 from tests.helpers import github_trigger, post_github
 from tests.local_http import LocalServer
 from tests.worker_proc import WorkerProcess
-from triggers.devserver import DevServer
+from workers.devserver import DevServer
 
 # A stop answers within the grace period given to running activities plus a margin.
 GRACE_SECONDS = 2

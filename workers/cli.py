@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING
 import uvicorn
 from pydantic import SecretStr
 
-from triggers.crypto import SecretBox
-from triggers.settings import Settings, get_settings
+from triggers.infra.crypto import SecretBox
+from triggers.infra.settings import Settings, get_settings
 from workers.cli_help import parser
 
 if TYPE_CHECKING:
@@ -82,8 +82,8 @@ def _dev_secret_key(settings: Settings) -> Settings:
 
 async def _ensure_local_user(settings: Settings) -> str:
     """The dev stack's user ``local`` and its API key (kept in <home>/api-key, mode 600)."""
-    from triggers import store
-    from triggers.db import make_engine, session_factory
+    from triggers.infra import store
+    from triggers.infra.db import make_engine, session_factory
 
     key_file = settings.home / "api-key"
     engine = make_engine(settings.resolved_database_url)
@@ -106,9 +106,9 @@ async def _ensure_local_user(settings: Settings) -> str:
 
 async def _dev(settings: Settings) -> None:
     from api.app import create_app
-    from triggers.db import upgrade
-    from triggers.devserver import DevServer
-    from triggers.temporal import connect
+    from triggers.infra.db import upgrade
+    from triggers.infra.temporal import connect
+    from workers.devserver import DevServer
     from workers.main import build_worker
     from workers.sweeper import payload_sweeper
 
@@ -206,7 +206,7 @@ async def _stop_worker(worker: Worker, task: asyncio.Task[None], settings: Setti
 
 
 async def _worker(settings: Settings) -> None:
-    from triggers.temporal import connect
+    from triggers.infra.temporal import connect
     from workers.main import build_worker
     from workers.sweeper import payload_sweeper
 
@@ -225,8 +225,8 @@ async def _worker(settings: Settings) -> None:
 
 
 async def _users_create(settings: Settings, name: str) -> None:
-    from triggers import store
-    from triggers.db import make_engine, session_factory
+    from triggers.infra import store
+    from triggers.infra.db import make_engine, session_factory
 
     engine = make_engine(settings.resolved_database_url)
     try:
@@ -242,8 +242,8 @@ async def _users_create(settings: Settings, name: str) -> None:
 
 async def _users_queue(settings: Settings, name: str, queue: str, *, grant: bool) -> None:
     """The admin's path to task queues: allow a user to target one, or take it back."""
-    from triggers import queues, store
-    from triggers.db import make_engine, session_factory
+    from triggers.infra import queues, store
+    from triggers.infra.db import make_engine, session_factory
 
     if queue == settings.task_queue:
         raise SystemExit(f"{queue!r} is the service's own task queue: it runs built-in runs only")
@@ -272,7 +272,7 @@ async def _users_queue(settings: Settings, name: str, queue: str, *, grant: bool
 def setup_logging() -> None:
     """One handler on the root logger, with the redaction filter: every record of the
     process (ours, the SDK's, uvicorn's) passes the one step that masks held secrets."""
-    from triggers import redaction
+    from triggers.infra import redaction
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)
@@ -291,7 +291,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     elif args.command == "worker":
         asyncio.run(_worker(settings))
     elif args.command == "db":
-        from triggers.db import upgrade
+        from triggers.infra.db import upgrade
 
         upgrade(settings.resolved_database_url)
         print("database is at the latest schema")

@@ -9,7 +9,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from pydantic import SecretStr
 
-from triggers.settings import Settings
+from triggers.infra.settings import Settings
 
 _DATABASE = ("home", "database_url")
 _TEMPORAL = ("temporal_address", "temporal_namespace", "temporal_tls", "task_queue")

@@ -13,9 +13,9 @@ from activities.http_request import HttpActivities
 from activities.payloads import PayloadActivities
 from activities.recovery import RecoveryActivities
 from activities.source import SourceActivities
-from triggers.crypto import SecretBox
-from triggers.db import make_engine, session_factory
-from triggers.settings import Settings
+from triggers.infra.crypto import SecretBox
+from triggers.infra.db import make_engine, session_factory
+from triggers.infra.settings import Settings
 from workflows.run import RunWorkflow
 from workflows.trigger import TriggerWorkflow
 

@@ -12,10 +12,10 @@ from datetime import timedelta
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from triggers import payloads, replays
-from triggers.db import make_engine, session_factory
-from triggers.models import utcnow
-from triggers.settings import Settings
+from triggers.infra import payloads, replays
+from triggers.infra.db import make_engine, session_factory
+from triggers.infra.models import utcnow
+from triggers.infra.settings import Settings
 
 log = logging.getLogger("triggers.sweeper")
 

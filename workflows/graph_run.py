@@ -39,14 +39,17 @@ from temporalio.exceptions import (
 )
 
 with workflow.unsafe.imports_passed_through():
-    from triggers.conditions import TriggerInfo
-    from triggers.events import Event
-    from triggers.graph import Call, Graph, GraphError, Plan, items_of, parse_graph, plan
-    from workflows.types import HttpRequestInput, HttpResponse, NodeOutcome
+    from triggers.contracts.names import (
+        EVENT_ERROR,
+        HTTP_NON_RETRYABLE,
+        HTTP_REQUEST_ACTIVITY,
+        NODE_FAILED,
+    )
+    from triggers.contracts.run import HttpRequestInput, HttpResponse, NodeOutcome
+    from triggers.core.conditions import TriggerInfo
+    from triggers.core.events import Event
+    from triggers.core.graph import Call, Graph, GraphError, Plan, items_of, parse_graph, plan
 
-NODE_FAILED = "NodeFailed"
-# Errors an http_request attempt cannot recover from (activities/http_request.py).
-_HTTP_NON_RETRYABLE = ["BlockedAddress", "RequestError"]
 # Attempts beyond the node's own, for those a stopping (or dying) worker cut short; the
 # activity makes the node's last attempt's failure final itself (activities/http_request.py).
 _INTERRUPTED_ATTEMPTS = 3
@@ -97,7 +100,7 @@ class GraphRun:
     def _plan(self) -> Plan:
         current = plan(self._graph, self._items, self._event, self._trigger, results=self._results)
         if current.error is not None:
-            raise ApplicationError(current.error, type="EventError", non_retryable=True)
+            raise ApplicationError(current.error, type=EVENT_ERROR, non_retryable=True)
         return current
 
     def _outcomes(self, final: Plan) -> list[NodeOutcome]:
@@ -137,7 +140,7 @@ class GraphRun:
         timeout = float(args["timeout_seconds"])
         try:
             response = await workflow.execute_activity(
-                "http_request",
+                HTTP_REQUEST_ACTIVITY,
                 HttpRequestInput(
                     trigger_id=self._trigger.id,
                     node_id=call.node_id,
@@ -156,7 +159,7 @@ class GraphRun:
                     maximum_attempts=attempts + _INTERRUPTED_ATTEMPTS,
                     initial_interval=timedelta(seconds=1),
                     maximum_interval=timedelta(seconds=30),
-                    non_retryable_error_types=_HTTP_NON_RETRYABLE,
+                    non_retryable_error_types=list(HTTP_NON_RETRYABLE),
                 ),
                 summary=call.node_id,
             )

@@ -10,14 +10,15 @@ from typing import Any
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from triggers.conditions import TriggerInfo
-    from triggers.events import Event
-    from triggers.payload_contracts import LOAD_PAYLOAD, LoadPayloadInput, LoadPayloadResult
+    from triggers.contracts.names import LOAD_PAYLOAD_ACTIVITY, RUN_WORKFLOW_TYPE, TRIGGER_PROVIDER
+    from triggers.contracts.payloads import LoadPayloadInput, LoadPayloadResult
+    from triggers.contracts.run import RunResult
+    from triggers.core.conditions import TriggerInfo
+    from triggers.core.events import Event
     from workflows.graph_run import GraphRun
-    from workflows.types import TRIGGER_PROVIDER, RunResult
 
 
-@workflow.defn(name="RunWorkflow")
+@workflow.defn(name=RUN_WORKFLOW_TYPE)
 class RunWorkflow:
     """The event is this run's input, so it is recorded in the run's history and visible in
     the Web UI; the result summarises it (and, for a graph, what each node did)."""
@@ -32,7 +33,7 @@ class RunWorkflow:
         if event.data_ref is not None:
             # Claim check: large data waits in the database, not in the trigger's history.
             loaded = await workflow.execute_activity(
-                LOAD_PAYLOAD,
+                LOAD_PAYLOAD_ACTIVITY,
                 LoadPayloadInput(ref=event.data_ref),
                 result_type=LoadPayloadResult,
                 start_to_close_timeout=timedelta(seconds=30),

@@ -13,19 +13,18 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.workflow import ChildWorkflowCancellationType, ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
-    from triggers.conditions import TriggerInfo, decide_run
-    from triggers.events import Event, Verdict, run_workflow_id
-    from triggers.payload_contracts import LOAD_PAYLOAD, LoadPayloadInput, LoadPayloadResult
-    from workflows import intake
-    from workflows.types import (
+    from triggers.contracts.names import (
+        LOAD_PAYLOAD_ACTIVITY,
         RUN_WORKFLOW_TYPE,
         TRIGGER_ID,
         TRIGGER_OWNER,
         TRIGGER_PROVIDER,
-        StartFailure,
-        TriggerSpec,
-        TriggerState,
     )
+    from triggers.contracts.payloads import LoadPayloadInput, LoadPayloadResult
+    from triggers.contracts.trigger import StartFailure, TriggerSpec, TriggerState
+    from triggers.core.conditions import TriggerInfo, decide_run
+    from triggers.core.events import Event, Verdict, run_workflow_id
+    from workflows import intake
 
 CONDITION_ERRORS_KEPT = 20
 START_FAILURES_KEPT = 100
@@ -193,7 +192,7 @@ class RunStarts:
 
     async def _load(self, ref: str) -> Any:
         result = await workflow.execute_activity(
-            LOAD_PAYLOAD,
+            LOAD_PAYLOAD_ACTIVITY,
             LoadPayloadInput(ref=ref),
             result_type=LoadPayloadResult,
             start_to_close_timeout=intake.LOAD_TIMEOUT,

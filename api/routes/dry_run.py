@@ -12,9 +12,9 @@ from api.deps import CurrentUser, SessionDep, StateDep
 from api.dryrun_schemas import DryRunIn, DryRunOut
 from api.errors import answers
 from api.routes.triggers import _load
-from triggers import payloads
-from triggers.events import Event
-from workflows.types import RecentEvent
+from triggers.contracts.trigger import RecentEvent
+from triggers.core.events import Event
+from triggers.infra import payloads
 
 
 async def _with_data(session: SessionDep, recent: RecentEvent) -> tuple[Event, bool]:

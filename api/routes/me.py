@@ -14,8 +14,8 @@ from api.errors import answers
 from api.schemas import TaskQueueName
 from api.text import NON_BLANK_PATTERN, SafeStr
 from api.validation import invalid
-from triggers import net, queues
-from triggers.models import User
+from triggers.infra import net, queues
+from triggers.infra.models import User
 from triggers.providers.base import ProviderConfigError
 
 router = APIRouter(prefix="/api/me", tags=["me"])

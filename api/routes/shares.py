@@ -11,7 +11,7 @@ from api.routes.triggers import _ACT, _READ, _WRITE, _load
 from api.schemas import ShareIn, ShareOut
 from api.text import SafeStr
 from api.validation import invalid
-from triggers import store
+from triggers.infra import store
 
 router = APIRouter(prefix="/api/triggers", tags=["triggers"])
 

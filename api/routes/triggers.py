@@ -36,9 +36,9 @@ from api.validation import (
     validate_secrets,
 )
 from api.views import to_public
-from triggers import store
-from triggers.events import trigger_workflow_id
-from triggers.models import Trigger, TriggerStatus
+from triggers.core.events import trigger_workflow_id
+from triggers.infra import store
+from triggers.infra.models import Trigger, TriggerStatus
 
 router = APIRouter(prefix="/api/triggers", tags=["triggers"])
 # The error answers of the routes on one trigger: read, act (enable...), change with a body.

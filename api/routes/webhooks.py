@@ -18,11 +18,11 @@ from api.errors import answers
 from api.ratelimit import retry_after_header
 from api.schemas import WebhookAccepted
 from api.state import AppState
-from triggers import replays, store
-from triggers.admission import Admission, admit
-from triggers.events import bound_event, run_workflow_id, signal_size
+from triggers.core.events import bound_event, run_workflow_id, signal_size
+from triggers.core.signatures import SignatureError
+from triggers.infra import replays, store
+from triggers.infra.admission import Admission, admit
 from triggers.providers import webhook
-from triggers.signatures import SignatureError
 
 router = APIRouter(tags=["webhooks"])
 log = logging.getLogger("triggers.webhooks")

@@ -36,7 +36,7 @@ from typing import Any, ClassVar, Protocol
 
 from pydantic import BaseModel
 
-from triggers.events import Event
+from triggers.core.events import Event
 
 Cursor = Any  # JSON-serialisable: a watermark, an offset, a timestamp string, a dict...
 

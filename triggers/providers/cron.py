@@ -48,17 +48,9 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from triggers.durations import DURATION_PATTERN, parse_duration
-from triggers.events import Event
-from triggers.providers import ProviderInfo
-from triggers.providers.base import (
-    EventSink,
-    ProviderConfigError,
-    SourceContext,
-    SourceProvider,
-    event_time,
-)
-from triggers.schedule import (
+from triggers.core.durations import DURATION_PATTERN, parse_duration
+from triggers.core.events import Event
+from triggers.core.schedule import (
     Bounded,
     CatchUp,
     CronSchedule,
@@ -69,6 +61,14 @@ from triggers.schedule import (
     catchup_slots,
     cron_fields,
     latest_before,
+)
+from triggers.providers import ProviderInfo
+from triggers.providers.base import (
+    EventSink,
+    ProviderConfigError,
+    SourceContext,
+    SourceProvider,
+    event_time,
 )
 
 log = logging.getLogger(__name__)
@@ -210,7 +210,7 @@ def _field_error(field: str, message: str) -> ValidationError:
 
 
 def build_schedule(config: CronConfig) -> Schedule:
-    """The pure schedule a config describes (see ``triggers.schedule``)."""
+    """The pure schedule a config describes (see ``triggers.core.schedule``)."""
     inner: Schedule
     if config.cron is not None:
         inner = CronSchedule(

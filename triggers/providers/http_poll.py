@@ -1,7 +1,7 @@
 """HTTP polling provider: fetch a JSON API on an interval and emit each new item as an event.
 
 Each poll reads every page (up to ``max_pages``) through the outbound request guard
-(``triggers.net``), picks the items, keeps the new ones (``triggers.providers.polling``) and
+(``triggers.infra.net``), picks the items, keeps the new ones (``triggers.providers.polling``) and
 emits them; the cursor moves only once ``emit`` returned, so a crash re-reads, never skips.
 
 Secrets (from the trigger's encrypted secrets) appear only in header templates
@@ -22,9 +22,9 @@ from urllib.parse import urljoin
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from triggers import net
-from triggers.durations import DURATION_PATTERN, parse_duration
-from triggers.events import Event
+from triggers.core.durations import DURATION_PATTERN, parse_duration
+from triggers.core.events import Event
+from triggers.infra import net
 from triggers.providers import polling
 from triggers.providers.base import (
     EventSink,

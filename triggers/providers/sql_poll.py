@@ -56,9 +56,9 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from triggers import net
-from triggers.durations import parse_duration
-from triggers.events import Event
+from triggers.core.durations import parse_duration
+from triggers.core.events import Event
+from triggers.infra import net
 from triggers.providers.base import (
     Cursor,
     EventSink,

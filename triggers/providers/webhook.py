@@ -13,8 +13,8 @@ from urllib.parse import parse_qs
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from triggers import signatures
-from triggers.events import Event
+from triggers.core import signatures
+from triggers.core.events import Event
 from triggers.providers import ProviderInfo
 
 SECRET = "signing_secret"

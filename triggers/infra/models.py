@@ -140,7 +140,7 @@ class EventPayload(SQLModel, table=True):
     """Event data too large for Temporal payloads (claim check): the event carries ``ref``.
 
     Rows are written once and never changed; they go with their trigger, or when older than
-    the retention period (``triggers.payloads.sweep``).
+    the retention period (``triggers.infra.payloads.sweep``).
     """
 
     __tablename__ = "event_payloads"
@@ -162,7 +162,7 @@ class WebhookFingerprint(SQLModel, table=True):
 
     The primary key (trigger_id, fingerprint) is the unique constraint the check relies
     on: of two deliveries inserting the same body at once, one insert wins. Rows go with
-    their trigger, or when expired (``triggers.replays.sweep``)."""
+    their trigger, or when expired (``triggers.infra.replays.sweep``)."""
 
     __tablename__ = "webhook_fingerprints"
 

@@ -10,8 +10,8 @@ import sqlalchemy as sa
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from triggers.apikeys import hash_api_key, key_prefix, new_api_key
-from triggers.models import ApiKey, ShareRole, Trigger, TriggerShare, User, utcnow
+from triggers.infra.apikeys import hash_api_key, key_prefix, new_api_key
+from triggers.infra.models import ApiKey, ShareRole, Trigger, TriggerShare, User, utcnow
 
 ROLE_RANK = {ShareRole.VIEWER.value: 1, ShareRole.EDITOR.value: 2, "owner": 3}
 

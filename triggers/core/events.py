@@ -10,7 +10,7 @@ TRIGGER_WORKFLOW_PREFIX = "trigger:"
 RUN_WORKFLOW_PREFIX = "run:"
 
 # Event data whose compact JSON is larger than this (bytes) is stored in the database and
-# the event carries a reference (claim check): see ``triggers/payloads.py``.
+# the event carries a reference (claim check): see ``triggers/infra/payloads.py``.
 CLAIM_CHECK_BYTES = 2 * 1024
 # Event keys and ids longer than this become ``<prefix>~<sha256>`` (see ``bound_key``), so
 # ``run:<trigger-id>:<key>`` always fits Temporal's 1,000-character id limit.
@@ -69,21 +69,6 @@ class Verdict:
     input_ref: str | None = None
     # The trigger's config version the decision was made under.
     config_version: int = 0
-
-
-@dataclass
-class EventBatch:
-    """Signal payload: events delivered to a trigger workflow in one persisted signal, with
-    the source's cursor after them (kept in the workflow's state)."""
-
-    events: list[Event]
-    cursor: Any = None
-    # Set by a source activity: the config version it runs. The workflow accepts nothing
-    # (neither events nor cursor) from a source of another version or of a disabled
-    # trigger, so a disable or a config change stops the old source's events at once.
-    config_version: int | None = None
-    # A source's next fire / poll time, when it knows it (ISO 8601).
-    next_at: str | None = None
 
 
 def signal_size(event: Event) -> int:

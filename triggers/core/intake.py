@@ -3,7 +3,7 @@
 The trigger workflow used to evaluate the condition and the input mapping inside its
 workflow task, where one heavy condition (``event.data.items.all(x, x >= 0)`` over a
 199 KB body: ~2.5 s) ran past the SDK's 2 s deadlock limit and wedged the trigger. Here
-the same decision (:func:`triggers.conditions.decide_run`, one piece of code for the logic)
+the same decision (:func:`triggers.core.conditions.decide_run`, one piece of code for the logic)
 runs under a CPU-time budget and is recorded in ``Event.verdict``; the workflow only
 reads it.
 """
@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import asyncio
 
-from triggers.conditions import EVALUATION_BUDGET_SECONDS, TriggerInfo, decide_run
-from triggers.events import Event, Verdict
+from triggers.core.conditions import EVALUATION_BUDGET_SECONDS, TriggerInfo, decide_run
+from triggers.core.events import Event, Verdict
 
 __all__ = ["EVALUATION_BUDGET_SECONDS", "verdict_for", "verdicts_for"]
 

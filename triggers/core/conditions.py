@@ -10,7 +10,7 @@ Library: ``cel-python`` (module ``celpy``), chosen over ``common-expression-lang
   ``celpy`` keeps Python dict order, so the same input gives the same output everywhere.
 - Sandbox: pure Python (plus ``lark``, ``pendulum`` and ``google-re2`` underneath); it does
   no I/O and reads no clock. Workflows import this module through
-  ``workflow.unsafe.imports_passed_through()``, like ``triggers.events``.
+  ``workflow.unsafe.imports_passed_through()``, like ``triggers.core.events``.
 - Compile errors: both give a position. ``celpy`` gives line and column as attributes; we
   build the message from the parser's own text (lark's "Unexpected token ...", with the
   expected terminals sorted, since lark keeps them in a set).
@@ -23,7 +23,7 @@ Library: ``cel-python`` (module ``celpy``), chosen over ``common-expression-lang
   ~8-10 ms for 199 KB of JSON ints; at the webhook limit of 256 KiB, 6-65 ms by shape
   (long strings cheapest, 87,000 empty objects the costliest per byte).
 - Budget: ``decide_run(..., budget_seconds=...)`` bounds one event's evaluation by CPU time
-  (``triggers.cel_budget``; ``EVALUATION_BUDGET_SECONDS``, 100 ms, where events enter): an
+  (``triggers.core.cel_budget``; ``EVALUATION_BUDGET_SECONDS``, 100 ms, where events enter): an
   evaluation over budget is the outcome ``error``. Without a budget it reads no clock, as
   workflow code must not; the workflow reads the verdict decided at intake instead.
 
@@ -37,7 +37,7 @@ The activation (what an expression sees):
   offset is taken as UTC), so ``event.time > timestamp("2024-01-01T00:00:00Z")`` and
   ``event.time.getHours()`` work; a time that does not parse stays a string.
 - ``trigger``: ``id``, ``name``, ``provider``.
-- graph nodes also see ``item`` (see ``triggers.graph``).
+- graph nodes also see ``item`` (see ``triggers.core.graph``).
 
 Missing fields are errors, not false: ``event.data.missing == "x"`` fails with
 "no such member", and a condition that fails is the outcome ``error`` (the event is dropped
@@ -68,8 +68,8 @@ from celpy import celtypes
 from celpy.celparser import CELParseError, CELParser
 from celpy.evaluation import CELEvalError
 
-from triggers.cel_budget import Budget, BudgetedRunner, BudgetExceeded, cpu_budget, current
-from triggers.events import Event
+from triggers.core.cel_budget import Budget, BudgetedRunner, BudgetExceeded, cpu_budget, current
+from triggers.core.events import Event
 
 MAX_EXPRESSION_LENGTH = 10_000
 # The CPU time one event's evaluation (its activation, the condition, then the input
@@ -126,7 +126,7 @@ class ConditionOutcome:
 
 
 # Creating the environment raises the recursion limit to 2500 (celpy's, for CEL's nesting).
-# The runner checks the evaluation budget (``triggers.cel_budget``) when one is set.
+# The runner checks the evaluation budget (``triggers.core.cel_budget``) when one is set.
 _ENV = celpy.Environment(runner_class=BudgetedRunner)
 # celpy's parser keeps the text being parsed on a shared object: one compile at a time.
 _COMPILE_LOCK = threading.Lock()

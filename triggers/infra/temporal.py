@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from temporalio.client import Client
 
-from triggers.settings import Settings
+from triggers.infra.settings import Settings
 
 
 async def connect(settings: Settings, *, lazy: bool = False) -> Client:

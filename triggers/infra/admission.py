@@ -10,11 +10,11 @@ from dataclasses import dataclass, replace
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from triggers import payloads
-from triggers.conditions import TriggerInfo
-from triggers.events import Event, bound_event
-from triggers.intake import verdicts_for
-from triggers.models import Trigger
+from triggers.core.conditions import TriggerInfo
+from triggers.core.events import Event, bound_event
+from triggers.core.intake import verdicts_for
+from triggers.infra import payloads
+from triggers.infra.models import Trigger
 
 
 @dataclass(frozen=True)

@@ -1,20 +1,28 @@
-"""Dataclasses that cross the Temporal boundary: one in, one out, for every message."""
+"""The trigger workflow's contracts: its input and long-lived state, the ``events`` signal's
+payload, its query results, and the inputs and results of the activities it runs for
+itself (recovering a closed run's state, spilling and loading its backlog)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
 
-from temporalio.common import SearchAttributeKey
+from triggers.core.events import Event
 
-from triggers.events import Event
 
-TRIGGER_ID = SearchAttributeKey.for_keyword("TriggerId")
-TRIGGER_PROVIDER = SearchAttributeKey.for_keyword("TriggerProvider")
-TRIGGER_OWNER = SearchAttributeKey.for_keyword("TriggerOwner")
+@dataclass
+class EventBatch:
+    """Signal payload: events delivered to a trigger workflow in one persisted signal, with
+    the source's cursor after them (kept in the workflow's state)."""
 
-RUN_WORKFLOW_TYPE = "RunWorkflow"
-TRIGGER_WORKFLOW_TYPE = "TriggerWorkflow"
+    events: list[Event]
+    cursor: Any = None
+    # Set by a source activity: the config version it runs. The workflow accepts nothing
+    # (neither events nor cursor) from a source of another version or of a disabled
+    # trigger, so a disable or a config change stops the old source's events at once.
+    config_version: int | None = None
+    # A source's next fire / poll time, when it knows it (ISO 8601).
+    next_at: str | None = None
 
 
 @dataclass
@@ -233,60 +241,3 @@ class TriggerStatus:
     start_failures: list[StartFailure] = field(default_factory=list)
     stale_dropped: int = 0
     last_recovery: Recovery | None = None
-
-
-@dataclass
-class NodeOutcome:
-    """What one graph node did in a run: how many items came in and went out, the items it
-    could not handle (``"<index>: <message>"``) and the side-effect calls it made."""
-
-    node_id: str
-    type: str
-    items_in: int
-    items_out: int
-    errors: list[str] = field(default_factory=list)
-    calls: int = 0
-
-
-@dataclass
-class RunResult:
-    event_id: str
-    event_key: str
-    event_type: str
-    trigger_id: str
-    recorded_at: str
-    # Graph runs only: every node in the order it ran.
-    nodes: list[NodeOutcome] | None = None
-    calls: int = 0
-
-
-@dataclass
-class HttpRequestInput:
-    """One ``http_request`` node call. The activity loads the network allowlist of
-    ``principal`` itself: the allowlist never rides in workflow history."""
-
-    trigger_id: str
-    node_id: str
-    method: str
-    url: str
-    headers: dict[str, str]
-    body: Any
-    timeout_seconds: float
-    # The activity's attempts (the node's retries + 1): the last 5xx answer is returned
-    # instead of retried.
-    attempts: int = 1
-    # The user whose allowlist applies: the one who last chose where the graph the run
-    # started with sends requests; "" nobody's (public addresses only). None: a run from
-    # before target principals, which uses the trigger's current one.
-    principal: str | None = None
-
-
-@dataclass
-class HttpResponse:
-    """The answer, as the next nodes see it (an item): JSON body parsed, else text; bodies
-    above the cap are cut and ``truncated`` is set."""
-
-    status: int
-    headers: dict[str, str]
-    body: Any
-    truncated: bool = False

@@ -1,12 +1,10 @@
-"""What crosses the Temporal boundary between a trigger workflow and its source activity."""
+"""What crosses the Temporal boundary between a trigger workflow and its source activity
+(``run_source``)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
-
-CONFIG_ERROR = "ProviderConfigError"
-TRANSIENT_ERROR = "ProviderTransientError"
 
 
 @dataclass

@@ -31,7 +31,7 @@ from typing import IO
 from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
 from temporalio.client import Client
 
-from triggers.ports import free_port, port_in_use
+from workers.ports import free_port, port_in_use
 
 __all__ = ["SEARCH_ATTRIBUTES", "DevServer", "free_port", "temporal_binary"]
 
@@ -47,7 +47,7 @@ _POLL_INTERVAL = 0.1
 _RPC_TIMEOUT = 5.0
 _LOG_TAIL_BYTES = 4000
 _LOG_TAIL_LINES = 30
-# Starts tried when a port was taken after all (see triggers/ports.py).
+# Starts tried when a port was taken after all (see workers/ports.py).
 _START_ATTEMPTS = 3
 _IN_USE = "address already in use"
 log = logging.getLogger("triggers.devserver")

@@ -1,6 +1,6 @@
 """The run graph's node types: their pydantic config, one model per ``type``.
 
-Every string called an *expression* below is CEL (see ``triggers.conditions``) over
+Every string called an *expression* below is CEL (see ``triggers.core.conditions``) over
 ``event``, ``trigger`` and ``item`` (the item the node is working on). A fixed text is a
 quoted CEL string: ``"url": "'https://example.com/hook'"``.
 """
@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 from celpy import celtypes
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from triggers.conditions import EvaluationError, compile_expression, json_type
+from triggers.core.conditions import EvaluationError, compile_expression, json_type
 
 NODE_ID = r"^[A-Za-z0-9_.:-]+$"
 MAX_DELAY_SECONDS = 365 * 24 * 3600.0

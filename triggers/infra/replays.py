@@ -21,7 +21,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from triggers.models import WebhookFingerprint
+from triggers.infra.models import WebhookFingerprint
 
 
 def body_fingerprint(body: bytes) -> str:

@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from triggers.conditions import (
+from triggers.core.conditions import (
     Compiled,
     ConditionOutcome,
     EvaluationError,
@@ -35,8 +35,8 @@ from triggers.conditions import (
     event_activation,
     to_cel,
 )
-from triggers.events import Event
-from triggers.nodes import (
+from triggers.core.events import Event
+from triggers.core.nodes import (
     NODE_TYPES,
     SIDE_EFFECT_TYPES,
     FilterNode,

@@ -23,8 +23,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from triggers.events import CLAIM_CHECK_BYTES, Event
-from triggers.models import EventPayload, utcnow
+from triggers.core.events import CLAIM_CHECK_BYTES, Event
+from triggers.infra.models import EventPayload, utcnow
 
 # Appended to the event key for the ref of a verdict's mapped input, so it never shares a
 # row with the event's data.

@@ -3,7 +3,7 @@
 A queue is allowed to a user who claimed it (one claimer per queue: the claim table's key is
 the queue) or to whom an admin granted it (``triggers users grant-queue``). The service's
 own queue runs only the built-in run types and is nobody's to claim. Keyword-only arguments
-throughout, like ``triggers.store``.
+throughout, like ``triggers.infra.store``.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from triggers.models import TaskQueueClaim, TaskQueueGrant, Trigger
+from triggers.infra.models import TaskQueueClaim, TaskQueueGrant, Trigger
 
 Loc = tuple[str | int, ...]
 
