@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from triggers.core.durations import DURATION_PATTERN, parse_duration
 from triggers.core.events import Event
 from triggers.infra import net
-from triggers.providers import polling
+from triggers.providers import ProviderInfo, polling
 from triggers.providers.base import (
     EventSink,
     ProviderConfigError,
@@ -435,3 +435,6 @@ def _render_headers(
         if refs:
             carrying.add(name.lower())
     return headers, carrying
+
+
+info = ProviderInfo.of(HttpPollProvider)
