@@ -66,7 +66,7 @@ class HttpActivities:
         last = activity.info().attempt >= inp.attempts
         # Errors are built inside ``except`` and raised outside it, so that no httpx error
         # (whose text may hold a header value) rides along as ``__context__``.
-        failure: ApplicationError | None = None
+        failure: ProviderError | None = None
         try:
             await net.check_url(inp.url, allowlist)
             async with net.guarded_client(allowlist, timeout=inp.timeout_seconds) as client:
@@ -76,28 +76,14 @@ class HttpActivities:
                     content, truncated = await _read(response)
                 finally:
                     await response.aclose()
-        except net.BlockedAddress as exc:
-            failure = ApplicationError(str(exc), type=BLOCKED_ADDRESS, non_retryable=True)
-        except ProviderConfigError as exc:
-            failure = ApplicationError(str(exc), type=REQUEST_ERROR, non_retryable=True)
-        except ProviderError as exc:  # transient: DNS
-            failure = ApplicationError(str(exc), type=TRANSIENT, non_retryable=last)
-        except httpx.TimeoutException:
-            failure = ApplicationError(f"{where}: timed out", type=TIMEOUT, non_retryable=last)
-        except httpx.TooManyRedirects:
-            failure = ApplicationError(
-                f"{where}: too many redirects", type=REQUEST_ERROR, non_retryable=True
-            )
-        except (httpx.UnsupportedProtocol, httpx.InvalidURL, httpx.LocalProtocolError):
-            failure = ApplicationError(
-                f"{where}: the request could not be sent", type=REQUEST_ERROR, non_retryable=True
-            )
-        except httpx.TransportError as exc:
-            failure = ApplicationError(
-                f"{where}: {type(exc).__name__}", type=TRANSIENT, non_retryable=last
-            )
+        except ProviderError as exc:  # the guard's: blocked, bad URL, DNS
+            failure = exc
+        except httpx.HTTPError as exc:
+            failure = net.request_failure(exc, where)
+            if failure is None:
+                raise
         if failure is not None:
-            raise failure
+            raise _application_error(failure, last=last)
         result = HttpResponse(
             status=response.status_code,
             headers=dict(list(response.headers.items())[:MAX_HEADERS]),
@@ -108,6 +94,18 @@ class HttpActivities:
             # Retried by the activity's retry policy; the last attempt's answer is the result.
             raise ApplicationError(f"{where}: HTTP {response.status_code}", type=HTTP_STATUS)
         return result
+
+
+def _application_error(exc: ProviderError, *, last: bool) -> ApplicationError:
+    """What the node's run sees: what retrying cannot fix is final at once; the rest is
+    retried until the node's last attempt."""
+    if isinstance(exc, net.BlockedAddress):
+        return ApplicationError(str(exc), type=BLOCKED_ADDRESS, non_retryable=True)
+    if isinstance(exc, ProviderConfigError):
+        return ApplicationError(str(exc), type=REQUEST_ERROR, non_retryable=True)
+    if isinstance(exc, net.RequestTimeout):
+        return ApplicationError(str(exc), type=TIMEOUT, non_retryable=last)
+    return ApplicationError(str(exc), type=TRANSIENT, non_retryable=last)
 
 
 def _where(url: str) -> str:

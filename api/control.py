@@ -46,7 +46,7 @@ from triggers.contracts.trigger import (
 )
 from triggers.core.events import trigger_workflow_id
 from triggers.infra.models import Trigger
-from triggers.providers import UnknownProvider, get_provider
+from triggers.providers import find_provider
 
 # Why a call to Temporal failed, in words a caller can act on. Other statuses (a namespace
 # that does not exist, missing search attributes, no permission...) are "refused".
@@ -92,6 +92,7 @@ def _details(exc: BaseException) -> list[Any]:
 def spec_of(trigger: Trigger) -> TriggerSpec:
     """Convert a row into the workflow's input at the edge: no config, no secrets."""
     target = trigger.target or {}
+    info = find_provider(trigger.provider)
     return TriggerSpec(
         trigger_id=str(trigger.id),
         name=trigger.name,
@@ -107,17 +108,11 @@ def spec_of(trigger: Trigger) -> TriggerSpec:
             principal=str(trigger.target_principal_id or ""),
         ),
         enabled=trigger.enabled,
-        source=_has_source(trigger.provider),
-        overlap=str(trigger.config.get("overlap", "allow")),
+        # What the provider declares; a provider no longer installed runs no source.
+        source=info is not None and info.runs_source,
+        overlap=info.overlap_policy(trigger.config) if info is not None else "allow",
         condition=(trigger.condition or {}).get("expression"),
     )
-
-
-def _has_source(provider: str) -> bool:
-    try:
-        return get_provider(provider).source is not None
-    except UnknownProvider:
-        return False
 
 
 async def start_or_signal(

@@ -6,14 +6,16 @@ from api.schemas import TriggerPublic
 from api.state import AppState
 from triggers.core.events import trigger_workflow_id
 from triggers.infra.models import Trigger
+from triggers.providers import find_provider, webhook
 
 
 def to_public(state: AppState, trigger: Trigger, role: str) -> TriggerPublic:
     secret_names = sorted(state.secret_box.decrypt(trigger.secrets_encrypted))
     webhook_url = None
-    if trigger.provider == "webhook":
-        preset = trigger.config.get("preset", "generic")
-        webhook_url = f"{state.settings.base_url}/webhooks/{preset}/{trigger.id}"
+    info = find_provider(trigger.provider)
+    if info is not None and info.receives_webhooks:
+        path = webhook.url_path(webhook.stored_preset(trigger.config), str(trigger.id))
+        webhook_url = f"{state.settings.base_url}{path}"
     return TriggerPublic(
         id=trigger.id,
         name=trigger.name,

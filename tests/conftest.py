@@ -19,6 +19,7 @@ from pydantic import SecretStr
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+import tests.fake_providers  # noqa: F401  (registers the test_list provider for every test)
 from api.app import create_app
 from triggers.infra import store
 from triggers.infra.crypto import SecretBox
@@ -219,3 +220,10 @@ async def sqlite_stack(sqlite_url: str, client: Client, secret_keys: str) -> Asy
     """The stack on SQLite only, for tests about Temporal behaviour rather than storage."""
     async with stack_with_worker(sqlite_url, client, secret_keys) as s:
         yield s
+
+
+@pytest.fixture
+async def src_stack(sqlite_url: str, client: Client, secret_keys: str) -> AsyncIterator[Stack]:
+    """A stack with its own worker on the test's database (the source reads it)."""
+    async with stack_with_worker(sqlite_url, client, secret_keys) as stack:
+        yield stack

@@ -35,6 +35,7 @@ class ListProvider(SourceProvider):
 
     name = "test_list"
     Config = ListConfig
+    overlap_field = "overlap"
     optional_secrets = frozenset({"token"})
     failures: ClassVar[dict[str, int]] = {}
     shutdowns: ClassVar[dict[str, int]] = {}

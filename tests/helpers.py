@@ -1,4 +1,7 @@
-"""Helpers for sending signed deliveries and reading what Temporal recorded."""
+"""Helpers for sending signed deliveries and reading what Temporal and the API recorded.
+
+Shared by test modules, which import from here (or take fixtures from ``conftest.py``),
+never from one another."""
 
 from __future__ import annotations
 
@@ -8,8 +11,11 @@ from typing import Any
 import httpx
 from temporalio.client import Client
 
+from tests.conftest import Stack, eventually
 from triggers.contracts.names import TRIGGER_WORKFLOW_TYPE
+from triggers.contracts.run import RunResult
 from triggers.core import signatures
+from triggers.core.events import run_workflow_id
 
 SECRET = "hunter2-super-secret-value-0001"
 
@@ -58,3 +64,35 @@ async def runs_of(client: Client, trigger_id: str) -> list[str]:
 
 async def count_runs(client: Client, trigger_id: str) -> int:
     return (await client.count_workflows(runs_query(trigger_id))).count
+
+
+async def status_of(s: Stack, tid: str) -> dict[str, Any]:
+    """``GET /api/triggers/{tid}/status`` as Alice, which must answer 200."""
+    r = await s.http.get(f"/api/triggers/{tid}/status", headers=s.alice)
+    assert r.status_code == 200, r.text
+    data: dict[str, Any] = r.json()
+    return data
+
+
+def cel(text: str) -> str:
+    """A fixed text as a CEL string literal."""
+    return json.dumps(text)
+
+
+async def result_of(client: Client, trigger_id: str, delivery: str) -> RunResult:
+    """The result of the run a delivery started, once it finished."""
+    handle = client.get_workflow_handle(
+        run_workflow_id(trigger_id, delivery), result_type=RunResult
+    )
+
+    async def done() -> RunResult:
+        return await handle.result()
+
+    return await eventually(done)
+
+
+def outcome(result: RunResult, node_id: str) -> dict[str, Any]:
+    """What one graph node of a run did: items in and out, calls made."""
+    assert result.nodes is not None
+    found = next(n for n in result.nodes if n.node_id == node_id)
+    return {"in": found.items_in, "out": found.items_out, "calls": found.calls}

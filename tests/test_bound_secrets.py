@@ -11,8 +11,8 @@ from pydantic import BaseModel
 from starlette.responses import JSONResponse
 
 from tests.conftest import Stack, eventually
+from tests.helpers import status_of
 from tests.local_http import LocalServer
-from tests.test_source_runtime import src_stack, status_of  # noqa: F401  (fixture)
 from triggers.providers import get_provider
 
 OWNER_SECRET = "owner-token-5d1e-never-elsewhere"
@@ -57,7 +57,7 @@ async def more_polls(server: LocalServer, n: int = 2) -> None:
 
 
 async def test_an_editor_cannot_send_the_owners_secret_elsewhere(
-    src_stack: Stack,  # noqa: F811
+    src_stack: Stack,
     servers: tuple[LocalServer, LocalServer],
 ) -> None:
     s = src_stack
@@ -120,7 +120,7 @@ async def test_an_editor_cannot_send_the_owners_secret_elsewhere(
 
 
 async def test_an_editor_with_their_own_secrets_goes_through_their_own_allowlist(
-    src_stack: Stack,  # noqa: F811
+    src_stack: Stack,
     servers: tuple[LocalServer, LocalServer],
 ) -> None:
     s = src_stack

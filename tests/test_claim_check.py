@@ -63,6 +63,7 @@ async def _trigger_runs(client: Client, tid: str) -> list[tuple[str, Any, int, i
     return out
 
 
+@pytest.mark.timeout(600)  # waits up to 240 s for the runs, after 1,000 deliveries of 256 KiB
 async def test_a_thousand_max_size_deliveries_all_run(cc_stack: Stack) -> None:
     s = cc_stack
     tid = (await s.create_trigger(github_trigger(name="big")))["id"]

@@ -14,8 +14,8 @@ import pytest
 from triggers.infra.settings import Settings
 from workers.cli_help import READS
 
-# Fields no command reads (dead code, removed with issue 9's clean-up).
-UNREAD = {"dev_mode", "webhook_timestamp_tolerance_seconds"}
+# Fields no command reads (none since issue 9's clean-up removed the dead ones).
+UNREAD: set[str] = set()
 
 
 def triggers(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

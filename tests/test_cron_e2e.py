@@ -10,8 +10,7 @@ from temporalio.client import WorkflowExecutionStatus
 from temporalio.worker import Worker
 
 from tests.conftest import Stack, eventually
-from tests.helpers import runs_of
-from tests.test_source_runtime import src_stack, status_of  # noqa: F401  (fixture)
+from tests.helpers import runs_of, status_of
 from tests.user_workflows import HeldRun
 
 
@@ -20,7 +19,7 @@ def slot_of(run_id: str) -> datetime:
 
 
 async def test_every_two_seconds_in_a_time_zone_fires_on_its_slots(
-    src_stack: Stack,  # noqa: F811
+    src_stack: Stack,
 ) -> None:
     s = src_stack
     body = {
@@ -49,7 +48,7 @@ async def test_every_two_seconds_in_a_time_zone_fires_on_its_slots(
 
 
 async def test_overlap_skip_drops_slots_while_a_run_is_still_running(
-    src_stack: Stack,  # noqa: F811
+    src_stack: Stack,
 ) -> None:
     s = src_stack
     queue = f"held-{uuid.uuid4().hex[:6]}"

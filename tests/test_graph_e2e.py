@@ -11,22 +11,20 @@ from typing import Any
 import pytest
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError
+from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError
 from temporalio.exceptions import ApplicationError
 from temporalio.worker import Replayer, Worker
 
 from tests.conftest import Stack, eventually
-from tests.helpers import github_body, github_trigger, post_github
+from tests.helpers import cel, github_body, github_trigger, outcome, post_github, result_of
 from tests.local_http import LocalServer
-from tests.test_source_runtime import src_stack  # noqa: F401  (fixture)
 from tests.user_workflows import GraphChild
-from triggers.contracts.run import RunResult
 from triggers.core.events import run_workflow_id
 from workflows.run import RunWorkflow
 
 
 @pytest.fixture
-async def graph_stack(src_stack: Stack) -> Stack:  # noqa: F811
+async def graph_stack(src_stack: Stack) -> Stack:
     """The API and a worker on the test's database (the http_request activity reads the
     owner's network allowlist there)."""
     return src_stack
@@ -44,11 +42,6 @@ def graph_trigger(graph: dict[str, Any]) -> dict[str, Any]:
     body = github_trigger()
     body["target"] = {"kind": "graph", "graph": graph}
     return body
-
-
-def cel(text: str) -> str:
-    """A fixed text as a CEL string literal."""
-    return json.dumps(text)
 
 
 def http_node(node_id: str, url: str, body: dict[str, str], **extra: Any) -> dict[str, Any]:
@@ -91,23 +84,6 @@ async def allow_local(s: Stack) -> None:
         "/api/me/network-allowlist", json={"entries": ["127.0.0.1"]}, headers=s.alice
     )
     assert r.status_code == 200, r.text
-
-
-async def result_of(client: Client, trigger_id: str, delivery: str) -> RunResult:
-    handle = client.get_workflow_handle(
-        run_workflow_id(trigger_id, delivery), result_type=RunResult
-    )
-
-    async def done() -> RunResult:
-        return await handle.result()
-
-    return await eventually(done)
-
-
-def outcome(result: RunResult, node_id: str) -> dict[str, Any]:
-    assert result.nodes is not None
-    found = next(n for n in result.nodes if n.node_id == node_id)
-    return {"in": found.items_in, "out": found.items_out, "calls": found.calls}
 
 
 async def test_filter_if_and_http_request_per_branch(

@@ -14,10 +14,8 @@ from temporalio.client import WorkflowFailureError
 from temporalio.exceptions import ApplicationError
 
 from tests.conftest import Stack, eventually
-from tests.helpers import github_trigger, post_github
+from tests.helpers import cel, github_trigger, outcome, post_github, result_of
 from tests.local_http import LocalServer
-from tests.test_graph_e2e import cel, outcome, result_of
-from tests.test_source_runtime import src_stack  # noqa: F401  (fixture)
 from triggers.core import graph_destinations
 from triggers.core.events import run_workflow_id
 from triggers.infra.db import make_engine
@@ -94,7 +92,7 @@ async def setup(s: Stack, url: str, **graph: Any) -> tuple[str, str, str]:
 
 
 async def test_an_editors_graph_goes_through_the_editors_allowlist(
-    src_stack: Stack,  # noqa: F811
+    src_stack: Stack,
     listeners: tuple[LocalServer, LocalServer],
 ) -> None:
     s = src_stack
@@ -133,7 +131,7 @@ async def test_an_editors_graph_goes_through_the_editors_allowlist(
 
 
 async def test_a_run_keeps_the_principal_of_the_graph_it_started_with(
-    src_stack: Stack,  # noqa: F811
+    src_stack: Stack,
     listeners: tuple[LocalServer, LocalServer],
 ) -> None:
     """The owner changing the graph back while an editor's run waits does not lend that
@@ -157,7 +155,7 @@ async def test_a_run_keeps_the_principal_of_the_graph_it_started_with(
 
 
 async def test_a_principal_that_is_gone_allows_public_addresses_only(
-    src_stack: Stack,  # noqa: F811
+    src_stack: Stack,
     listeners: tuple[LocalServer, LocalServer],
 ) -> None:
     s = src_stack
@@ -236,7 +234,7 @@ def test_what_decides_where_a_graphs_requests_go() -> None:
 
 
 async def test_an_editor_who_chooses_the_events_owns_urls_built_from_them(
-    src_stack: Stack,  # noqa: F811
+    src_stack: Stack,
 ) -> None:
     """With the signing secret in hand an editor sends any event: a URL built from the
     event's data is then theirs, although the graph did not change."""

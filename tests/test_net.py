@@ -17,7 +17,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from tests.local_http import LocalServer
 from triggers.infra import net
 from triggers.infra.net import Allowlist, BlockedAddress, blocked_reason, check_url, guarded_client
-from triggers.providers.base import ProviderConfigError
+from triggers.providers.base import ProviderConfigError, ProviderTransientError
 
 REFUSED = [
     "http://127.0.0.1/",
@@ -167,3 +167,35 @@ async def test_the_connection_goes_to_the_checked_address(
         assert response.json() == {"host": f"api.example.test:{server.port}"}
         with pytest.raises(BlockedAddress, match="evil.example.test.*10.0.0.7"):
             await client.get("http://evil.example.test/")
+
+
+SECRET_HEADER = "Bearer s3cr3t-v4lue"
+
+
+@pytest.mark.parametrize(
+    ("exc", "kind", "message"),
+    [
+        (httpx.ReadTimeout(SECRET_HEADER), net.RequestTimeout, "timed out"),
+        (httpx.ConnectTimeout(SECRET_HEADER), net.RequestTimeout, "timed out"),
+        (httpx.TooManyRedirects(SECRET_HEADER), ProviderConfigError, "too many redirects"),
+        (httpx.UnsupportedProtocol(SECRET_HEADER), ProviderConfigError, "unsupported URL"),
+        (httpx.InvalidURL(SECRET_HEADER), ProviderConfigError, "unsupported URL"),
+        (httpx.LocalProtocolError(SECRET_HEADER), ProviderConfigError, "could not be sent"),
+        (UnicodeEncodeError("ascii", SECRET_HEADER, 0, 1, "no"), ProviderConfigError, "sent"),
+        (httpx.ConnectError(SECRET_HEADER), ProviderTransientError, "ConnectError"),
+        (httpx.RemoteProtocolError(SECRET_HEADER), ProviderTransientError, "RemoteProtocolError"),
+    ],
+)
+def test_request_errors_map_to_provider_errors_that_name_the_host_only(
+    exc: Exception, kind: type[Exception], message: str
+) -> None:
+    """One mapping serves the polling source and the graph's http_request node."""
+    failure = net.request_failure(exc, "https://example.com/x")
+    assert type(failure) is kind
+    assert str(failure).startswith("https://example.com/x: ") and message in str(failure)
+    assert "s3cr3t" not in str(failure)
+
+
+def test_request_errors_it_does_not_know_are_left_alone() -> None:
+    assert net.request_failure(httpx.DecodingError("bad gzip"), "https://example.com") is None
+    assert net.request_failure(ValueError("x"), "https://example.com") is None

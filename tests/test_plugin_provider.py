@@ -13,7 +13,6 @@ import pytest
 
 from tests.conftest import Stack, eventually
 from tests.helpers import runs_of
-from tests.test_source_runtime import src_stack  # noqa: F401  (fixture)
 from triggers import providers
 
 PLUGIN = Path(__file__).parent / "plugin_echo"
@@ -39,10 +38,11 @@ def echo_installed() -> Iterator[None]:
 
 
 @pytest.fixture
-async def plugin_stack(echo_installed: None, src_stack: Stack) -> AsyncIterator[Stack]:  # noqa: F811
+async def plugin_stack(echo_installed: None, src_stack: Stack) -> AsyncIterator[Stack]:
     yield src_stack
 
 
+@pytest.mark.timeout(900)  # its setup may pip-install the plugin (each pip call: up to 300 s)
 async def test_entry_point_provider_through_the_api(plugin_stack: Stack) -> None:
     s = plugin_stack
     assert "echo" in providers.provider_names()

@@ -10,9 +10,8 @@ import pytest
 from starlette.responses import JSONResponse
 
 from tests.conftest import Stack, eventually
-from tests.helpers import count_runs, runs_of
+from tests.helpers import count_runs, runs_of, status_of
 from tests.local_http import LocalServer
-from tests.test_source_runtime import src_stack, status_of  # noqa: F401  (fixture)
 
 
 @pytest.fixture
@@ -24,7 +23,7 @@ async def items_server() -> AsyncIterator[tuple[LocalServer, list[dict[str, Any]
     await server.stop()
 
 
-async def test_allowlist_is_validated_per_entry(src_stack: Stack) -> None:  # noqa: F811
+async def test_allowlist_is_validated_per_entry(src_stack: Stack) -> None:
     s = src_stack
     r = await s.http.put(
         "/api/me/network-allowlist", json={"entries": ["127.0.0.1", "10.0.0.0/33"]}, headers=s.alice
@@ -39,7 +38,7 @@ async def test_allowlist_is_validated_per_entry(src_stack: Stack) -> None:  # no
 
 
 async def test_private_address_fails_until_allowed_then_polls(
-    src_stack: Stack,  # noqa: F811
+    src_stack: Stack,
     items_server: tuple[LocalServer, list[dict[str, Any]]],
 ) -> None:
     s = src_stack
@@ -91,7 +90,7 @@ async def test_private_address_fails_until_allowed_then_polls(
 
 
 async def test_secret_names_any_case_and_a_refusal_that_says_the_rule(
-    src_stack: Stack,  # noqa: F811
+    src_stack: Stack,
 ) -> None:
     s = src_stack
     config = {"url": "https://example.com/items", "headers": {"X-Key": "{{secrets.API_KEY}}"}}

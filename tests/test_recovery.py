@@ -12,8 +12,7 @@ from typing import Any
 from temporalio.client import WorkflowExecutionStatus
 
 from tests.conftest import Stack, eventually
-from tests.helpers import count_runs, github_trigger, post_github, runs_of
-from tests.test_source_runtime import src_stack, status_of  # noqa: F401  (fixture)
+from tests.helpers import count_runs, github_trigger, post_github, runs_of, status_of
 from triggers.core.events import trigger_workflow_id
 from workers.devserver import temporal_binary
 
@@ -37,7 +36,7 @@ async def _terminate_with_cli(address: str, workflow_id: str) -> None:
 
 
 async def test_terminated_mid_stream_resumes_without_loss(
-    src_stack: Stack,  # noqa: F811
+    src_stack: Stack,
     temporal: Any,
 ) -> None:
     s = src_stack
@@ -80,7 +79,7 @@ async def test_terminated_mid_stream_resumes_without_loss(
 
 
 async def test_enable_after_the_workflow_completed_resumes_counters(
-    src_stack: Stack,  # noqa: F811
+    src_stack: Stack,
 ) -> None:
     s = src_stack
     tid = (await s.create_trigger(github_trigger(name="resume")))["id"]
@@ -104,7 +103,7 @@ async def _runs_are(s: Stack, tid: str, n: int) -> bool:
     return await count_runs(s.client, tid) == n
 
 
-async def test_disable_stops_a_cron_source_at_once(src_stack: Stack) -> None:  # noqa: F811
+async def test_disable_stops_a_cron_source_at_once(src_stack: Stack) -> None:
     s = src_stack
     body = {"name": "every second", "provider": "cron", "config": {"every": "1s"}}
     tid = (await s.create_trigger(body))["id"]
@@ -126,7 +125,7 @@ async def test_disable_stops_a_cron_source_at_once(src_stack: Stack) -> None:  #
 
 
 async def test_sql_poll_runs_rows_inserted_while_disabled_once(
-    src_stack: Stack,  # noqa: F811
+    src_stack: Stack,
     tmp_path: Path,
 ) -> None:
     from sqlalchemy import text

@@ -3,35 +3,19 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
-import pytest
-from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.client import WorkflowExecutionStatus
 
 import tests.fake_providers  # noqa: F401  (registers test_list)
-from tests.conftest import Stack, eventually, stack_with_worker
+from tests.conftest import Stack, eventually
 from tests.fake_providers import ListProvider
-from tests.helpers import count_runs, runs_of
+from tests.helpers import count_runs, runs_of, status_of
 from triggers.core.events import trigger_workflow_id
-
-
-@pytest.fixture
-async def src_stack(sqlite_url: str, client: Client, secret_keys: str) -> AsyncIterator[Stack]:
-    """A stack with its own worker on the test's database (the source reads it)."""
-    async with stack_with_worker(sqlite_url, client, secret_keys) as stack:
-        yield stack
 
 
 def list_trigger(items: list[str], **config: Any) -> dict[str, Any]:
     return {"name": "list", "provider": "test_list", "config": {"items": items, **config}}
-
-
-async def status_of(s: Stack, tid: str) -> dict[str, Any]:
-    r = await s.http.get(f"/api/triggers/{tid}/status", headers=s.alice)
-    assert r.status_code == 200, r.text
-    data: dict[str, Any] = r.json()
-    return data
 
 
 async def test_source_events_become_runs_and_the_cursor_moves(src_stack: Stack) -> None:

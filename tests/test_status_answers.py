@@ -35,8 +35,7 @@ from temporalio.worker import Worker
 
 from api.app import create_app
 from tests.conftest import Stack, eventually, make_stack
-from tests.helpers import github_trigger, post_github, runs_of
-from tests.test_source_runtime import src_stack, status_of  # noqa: F401  (fixture)
+from tests.helpers import github_trigger, post_github, runs_of, status_of
 from tests.user_workflows import HeldRun, StatuslessTrigger
 from triggers.core.events import run_workflow_id, trigger_workflow_id
 from triggers.infra.settings import Settings
@@ -409,7 +408,7 @@ async def test_runs_in_flight_counts_the_triggers_running_runs(sqlite_stack: Sta
 
 @pytest.mark.parametrize("ends_in", [timedelta(seconds=3), timedelta(hours=-1)])
 async def test_a_schedule_past_its_end_is_finished_with_no_next_fire(
-    src_stack: Stack,  # noqa: F811
+    src_stack: Stack,
     ends_in: timedelta,
 ) -> None:
     s = src_stack

@@ -284,7 +284,6 @@ def main(argv: Sequence[str] | None = None) -> None:
     setup_logging()
     settings = get_settings()
     if args.command == "dev":
-        settings = settings.model_copy(update={"dev_mode": True})
         asyncio.run(_dev(settings))
     elif args.command == "api":
         asyncio.run(_api(settings))

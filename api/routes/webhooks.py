@@ -22,7 +22,7 @@ from triggers.core.events import bound_event, run_workflow_id, signal_size
 from triggers.core.signatures import SignatureError
 from triggers.infra import replays, store
 from triggers.infra.admission import Admission, admit
-from triggers.providers import webhook
+from triggers.providers import find_provider, webhook
 
 router = APIRouter(tags=["webhooks"])
 log = logging.getLogger("triggers.webhooks")
@@ -108,11 +108,14 @@ async def receive_webhook(
     trigger_id = str(tid)
     async with state.sessions() as session:
         trigger = await store.get_trigger(session, trigger_id=tid)
-    if trigger is None or trigger.provider != "webhook" or trigger.config.get("preset") != preset:
+    info = None if trigger is None else find_provider(trigger.provider)
+    if trigger is None or info is None or not info.receives_webhooks:
+        return early(404, "trigger not found")
+    config = webhook.WebhookConfig.model_validate(trigger.config)
+    if config.preset != preset:
         return early(404, "trigger not found")
     if not trigger.enabled:
         return early(409, "trigger is disabled")
-    config = webhook.WebhookConfig.model_validate(trigger.config)
     twice = webhook_http.repeated(request, webhook.single_headers(config))
     if twice is not None:
         return early(400, f"header {twice} appears more than once")

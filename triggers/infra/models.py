@@ -90,7 +90,6 @@ class Trigger(SQLModel, table=True):
     )
     status: str = Field(default=TriggerStatus.ACTIVE.value, max_length=16)
     last_error: str | None = Field(default=None, sa_type=sa.Text)
-    last_checked: datetime | None = Field(default=None, sa_type=sa.DateTime(timezone=True))
     created_at: datetime = Field(
         default_factory=utcnow, sa_type=sa.DateTime(timezone=True), nullable=False
     )

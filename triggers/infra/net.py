@@ -32,7 +32,7 @@ from typing import Any
 import httpcore
 import httpx
 
-from triggers.providers.base import ProviderConfigError, ProviderTransientError
+from triggers.providers.base import ProviderConfigError, ProviderError, ProviderTransientError
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -44,6 +44,10 @@ _SCHEMES = ("http", "https")
 
 class BlockedAddress(ProviderConfigError):
     """The request would reach an address the trigger is not allowed to reach."""
+
+
+class RequestTimeout(ProviderTransientError):
+    """The request (connect, read, write or pool) timed out."""
 
 
 def blocked_reason(address: IPAddress) -> str | None:
@@ -296,6 +300,28 @@ def retry_after(value: str | None, now: datetime) -> float | None:
         return None
     when = when if when.tzinfo else when.replace(tzinfo=UTC)
     return max(0.0, (when - now).total_seconds())
+
+
+def request_failure(exc: Exception, where: str) -> ProviderError | None:
+    """The provider error that stands for an httpx (or header encoding) error of a request
+    to ``where``, or ``None`` for an error this does not map (let that one propagate).
+
+    The message names ``where`` and at most the error's type, never the error's text, which
+    may hold a header value. Raise the result outside the ``except`` that caught ``exc``, so
+    that ``exc`` does not ride along as ``__context__``. The URL was checked before the
+    request, so an unsupported or invalid URL can only come from a redirect.
+    """
+    if isinstance(exc, httpx.TimeoutException):
+        return RequestTimeout(f"{where}: timed out")
+    if isinstance(exc, httpx.TooManyRedirects):
+        return ProviderConfigError(f"{where}: too many redirects")
+    if isinstance(exc, httpx.UnsupportedProtocol | httpx.InvalidURL):
+        return ProviderConfigError(f"{where}: redirected to an unsupported URL")
+    if isinstance(exc, httpx.LocalProtocolError | UnicodeError):
+        return ProviderConfigError(f"{where}: the request could not be sent")
+    if isinstance(exc, httpx.TransportError):
+        return ProviderTransientError(f"{where}: {type(exc).__name__}")
+    return None
 
 
 _REFUSED = {

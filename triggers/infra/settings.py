@@ -50,7 +50,6 @@ class Settings(BaseSettings):
         description="Fernet keys that encrypt trigger secrets, comma separated, newest first; "
         "required (`dev` makes one in <home>).",
     )
-    dev_mode: bool = False
 
     webhook_max_body_bytes: int = Field(
         default=256 * 1024, description="Largest webhook body accepted, in bytes."
@@ -69,7 +68,6 @@ class Settings(BaseSettings):
     webhook_rate_limit_burst: int = Field(
         default=200, description="Webhook deliveries a trigger may send at once above the rate."
     )
-    webhook_timestamp_tolerance_seconds: int = 300
     retry_after_seconds: int = Field(
         default=5, description="Retry-After of a 503 answered while Temporal cannot be asked."
     )

@@ -1,9 +1,14 @@
-"""Provider registry: built-in providers plus the ``temporal_triggers.providers`` entry points."""
+"""Provider registry: the built-in providers (``BUILTINS``, registered here and only here)
+plus the providers of installed packages (the ``temporal_triggers.providers`` entry points).
+
+What the API and the trigger workflow do with a provider follows from what it declares
+(``ProviderInfo``: ``source``, ``receives_webhooks``, ``overlap_field``), never from its name
+or from guessing at its config's field names."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any
@@ -34,6 +39,11 @@ class ProviderInfo:
     secret_pattern_help: str | None = None
     # The loop that produces events; None for push providers (webhooks arrive over HTTP).
     source: type[SourceProvider] | None = None
+    # Events arrive over HTTP at ``/webhooks/{preset}/{trigger id}`` (the webhook route).
+    receives_webhooks: bool = False
+    # The config field that holds the overlap policy ("allow" or "skip": no new run while
+    # the previous one is still running); None: the provider has none, runs always start.
+    overlap_field: str | None = None
     # The part of a validated config that decides where the trigger connects and where its
     # secrets go (see ``SourceProvider.destination_fields``); the whole config by default.
     destinations: Callable[[BaseModel], dict[str, Any]] = every_field
@@ -49,7 +59,19 @@ class ProviderInfo:
             secret_pattern_help=provider.secret_pattern_help,
             source=provider,
             destinations=provider.destinations,
+            overlap_field=provider.overlap_field,
         )
+
+    @property
+    def runs_source(self) -> bool:
+        """Whether the trigger workflow runs a source loop for this provider's triggers."""
+        return self.source is not None
+
+    def overlap_policy(self, config: Mapping[str, Any]) -> str:
+        """The overlap policy of a (validated, stored) config: "allow" unless declared."""
+        if self.overlap_field is None:
+            return "allow"
+        return str(config.get(self.overlap_field, "allow"))
 
     @property
     def allowed_secrets(self) -> frozenset[str]:
@@ -81,17 +103,25 @@ def register(info: ProviderInfo) -> None:
     _registry[info.name] = info
 
 
+# The built-in providers: each module's ``info``. Installed packages add theirs through
+# entry points; a plugin never replaces a built-in of the same name.
+BUILTINS = (
+    "triggers.providers.webhook",
+    "triggers.providers.cron",
+    "triggers.providers.http_poll",
+    "triggers.providers.sql_poll",
+)
+
+
 def _load() -> None:
     global _loaded
     if _loaded:
         return
     _loaded = True
-    from triggers.providers import cron, http_poll, sql_poll, webhook
+    import importlib
 
-    register(webhook.info)
-    register(cron.info)
-    register(ProviderInfo.of(http_poll.HttpPollProvider))
-    register(ProviderInfo.of(sql_poll.SqlPollProvider))
+    for module in BUILTINS:
+        register(importlib.import_module(module).info)
     from triggers.providers.base import SourceProvider
 
     for ep in entry_points(group=ENTRY_POINT_GROUP):
@@ -116,6 +146,14 @@ def get_provider(name: str) -> ProviderInfo:
         return _registry[name]
     except KeyError:
         raise UnknownProvider(name) from None
+
+
+def find_provider(name: str) -> ProviderInfo | None:
+    """The provider of that name, or None (e.g. a plugin no longer installed)."""
+    try:
+        return get_provider(name)
+    except UnknownProvider:
+        return None
 
 
 def provider_names() -> list[str]:

@@ -117,6 +117,10 @@ class SourceProvider(ABC):
         carry a secret)."""
         return destination_values(config, cls.destination_fields)
 
+    # The config field that holds the overlap policy ("allow" / "skip"), enforced by the
+    # trigger workflow; ``None``: the provider has no such policy and every run starts.
+    overlap_field: ClassVar[str | None] = None
+
     # That pattern in words, for the 422 that refuses a name (e.g. "letters, digits and _").
     secret_pattern_help: ClassVar[str | None] = None
 

@@ -269,6 +269,7 @@ class CronProvider(SourceProvider):
     name = "cron"
     Config = CronConfig
     destination_fields = ()  # connects nowhere, holds no secrets
+    overlap_field = "overlap"
 
     def __init__(self, *, rng: random.Random | None = None) -> None:
         self._rng = rng or random.Random()

@@ -25,12 +25,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from triggers.core.durations import DURATION_PATTERN, parse_duration
 from triggers.core.events import Event
 from triggers.infra import net
-from triggers.providers import polling
+from triggers.providers import ProviderInfo, polling
 from triggers.providers.base import (
     EventSink,
     ProviderConfigError,
     ProviderError,
-    ProviderTransientError,
     SourceContext,
     SourceProvider,
     event_time,
@@ -380,16 +379,10 @@ class HttpPollProvider(SourceProvider):
                 await response.aclose()
         except ProviderError as exc:
             failure = exc
-        except httpx.TimeoutException:
-            failure = ProviderTransientError(f"{where}: timed out")
-        except httpx.TooManyRedirects:
-            failure = ProviderConfigError(f"{where}: too many redirects")
-        except (httpx.UnsupportedProtocol, httpx.InvalidURL):
-            failure = ProviderConfigError(f"{where}: redirected to an unsupported URL")
-        except (httpx.LocalProtocolError, UnicodeError):
-            failure = ProviderConfigError(f"{where}: the request could not be sent")
-        except httpx.TransportError as exc:
-            failure = ProviderTransientError(f"{where}: {type(exc).__name__}")
+        except (httpx.HTTPError, UnicodeError) as exc:
+            failure = net.request_failure(exc, where)
+            if failure is None:
+                raise
         if failure is not None:
             raise failure
         try:
@@ -435,3 +428,6 @@ def _render_headers(
         if refs:
             carrying.add(name.lower())
     return headers, carrying
+
+
+info = ProviderInfo.of(HttpPollProvider)

@@ -59,6 +59,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from triggers.core.durations import parse_duration
 from triggers.core.events import Event
 from triggers.infra import net
+from triggers.providers import ProviderInfo
 from triggers.providers.base import (
     Cursor,
     EventSink,
@@ -430,3 +431,6 @@ class SqlPollProvider(SourceProvider):
             ):
                 return ProviderConfigError(message)
         return ProviderTransientError(message)
+
+
+info = ProviderInfo.of(SqlPollProvider)

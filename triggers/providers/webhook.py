@@ -292,7 +292,7 @@ def build_event(
     return Event(
         id=key,
         key=key,
-        source=f"/webhooks/{config.preset}/{trigger_id}",
+        source=url_path(config.preset, trigger_id),
         type=event_type,
         time=sent_at.isoformat(),
         data=data,
@@ -300,6 +300,16 @@ def build_event(
         datacontenttype=datacontenttype,
         headers=kept,
     )
+
+
+def url_path(preset: str, trigger_id: str) -> str:
+    """Where a webhook trigger receives its deliveries (the API's webhook route)."""
+    return f"/webhooks/{preset}/{trigger_id}"
+
+
+def stored_preset(config: Mapping[str, Any]) -> str:
+    """The preset of a stored (validated) config."""
+    return str(config.get("preset", "generic"))
 
 
 def _str_or_none(value: Any) -> str | None:
@@ -319,4 +329,5 @@ info = ProviderInfo(
     required_secrets=frozenset({SECRET}),
     optional_secrets=frozenset({PREVIOUS_SECRET}),
     destinations=_no_destinations,
+    receives_webhooks=True,
 )
