@@ -5,6 +5,7 @@ from __future__ import annotations
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.graph_plan import GraphPlanActivities
 from activities.http_request import HttpActivities
 from activities.payloads import PayloadActivities
 from activities.recovery import RecoveryActivities
@@ -29,6 +30,7 @@ def build_worker(client: Client, settings: Settings, *, task_queue: str | None =
     http = HttpActivities(sessions)
     recovery = RecoveryActivities(client)
     payloads = PayloadActivities(sessions)
+    graphs = GraphPlanActivities()
     return Worker(
         client,
         task_queue=task_queue or settings.task_queue,
@@ -36,6 +38,7 @@ def build_worker(client: Client, settings: Settings, *, task_queue: str | None =
         activities=[
             sources.run_source,
             http.http_request,
+            graphs.plan_graph,
             recovery.recover_trigger,
             recovery.wait_run,
             payloads.load_payload,

@@ -10,6 +10,10 @@ from typing import Any
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
+    # Imported here, not only by graph_run, so that the sandbox knows them: the data
+    # converter resolves the plan step's dataclasses' type hints through its modules.
+    import triggers.graph  # noqa: F401
+    import triggers.graph_steps  # noqa: F401
     from triggers.conditions import TriggerInfo
     from triggers.events import Event
     from triggers.payload_contracts import LOAD_PAYLOAD, LoadPayloadInput, LoadPayloadResult

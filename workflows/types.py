@@ -8,6 +8,7 @@ from typing import Any
 from temporalio.common import SearchAttributeKey
 
 from triggers.events import Event
+from triggers.graph_steps import NodeOutcome as NodeOutcome  # part of RunResult
 
 TRIGGER_ID = SearchAttributeKey.for_keyword("TriggerId")
 TRIGGER_PROVIDER = SearchAttributeKey.for_keyword("TriggerProvider")
@@ -229,19 +230,6 @@ class TriggerStatus:
     start_failures: list[StartFailure] = field(default_factory=list)
     stale_dropped: int = 0
     last_recovery: Recovery | None = None
-
-
-@dataclass
-class NodeOutcome:
-    """What one graph node did in a run: how many items came in and went out, the items it
-    could not handle (``"<index>: <message>"``) and the side-effect calls it made."""
-
-    node_id: str
-    type: str
-    items_in: int
-    items_out: int
-    errors: list[str] = field(default_factory=list)
-    calls: int = 0
 
 
 @dataclass
