@@ -314,6 +314,21 @@ class DevServer:
         )
         return client, sorted(set(SEARCH_ATTRIBUTES) - set(response.custom_attributes))
 
+    async def wait_exited(self) -> int:
+        """Wait until the server process ends, for whatever reason; its exit code.
+
+        Raises:
+            RuntimeError: If the server is not started.
+        """
+        process = self._process
+        if process is None:
+            raise RuntimeError("dev server is not started")
+        return await process.wait()
+
+    def log_tail(self) -> str:
+        """The end of what this run wrote to the log file, formatted for an error message."""
+        return self._log_tail()
+
     def _log_tail(self) -> str:
         """Return the end of what this run wrote to the log file, formatted for an error."""
         if self._log_file is None:

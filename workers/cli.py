@@ -10,6 +10,7 @@ import os
 import signal
 import sys
 from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
 
 import uvicorn
 from pydantic import SecretStr
@@ -17,7 +18,12 @@ from pydantic import SecretStr
 from triggers.crypto import SecretBox
 from triggers.settings import Settings, get_settings
 
+if TYPE_CHECKING:
+    from triggers.devserver import DevServer
+
 log = logging.getLogger("triggers")
+# How long `triggers dev` lets its worker stop once the Temporal server has died.
+DEAD_SERVER_SHUTDOWN_SECONDS = 2.0
 
 
 class _Server(uvicorn.Server):
@@ -56,6 +62,24 @@ async def _until(stop: asyncio.Event, *tasks: asyncio.Task[None]) -> None:
         if task is not stopper:
             task.result()  # re-raises what ended it
             raise RuntimeError("a component stopped unexpectedly")
+
+
+class TemporalDied(Exception):
+    """The dev stack's Temporal server exited while the stack was running."""
+
+
+async def _watch_server(server: DevServer) -> None:
+    """Return never while the server runs; raise :class:`TemporalDied` when it exits."""
+    code = await server.wait_exited()
+    how = f"exited with code {code}"
+    if code < 0:
+        with contextlib.suppress(ValueError):
+            how = f"was killed by {signal.Signals(-code).name}"
+    raise TemporalDied(
+        f"the Temporal dev server (at {server.address}) {how} while "
+        "`triggers dev` was running; the worker and the API are stopped with it (webhooks "
+        "would only wait for a 503). Start `triggers dev` again." + server.log_tail()
+    )
 
 
 def _dev_secret_key(settings: Settings) -> Settings:
@@ -104,6 +128,7 @@ async def _dev(settings: Settings) -> None:
     settings = _dev_secret_key(settings)
     settings.home.mkdir(parents=True, exist_ok=True)
     stop = _stop_event()
+    exit_code = 0
     host, _, port = settings.temporal_address.rpartition(":")
     server = DevServer(
         ip=host or "127.0.0.1",
@@ -124,6 +149,8 @@ async def _dev(settings: Settings) -> None:
         async with payload_sweeper(settings):
             worker_task = asyncio.create_task(worker.run())
             api_task = asyncio.create_task(api.serve())
+            # The server is our child: its exit is noticed at once, not at the next call.
+            server_task = asyncio.create_task(_watch_server(server))
             while not api.started and not api_task.done():
                 await asyncio.sleep(0.05)
             print(
@@ -137,15 +164,27 @@ async def _dev(settings: Settings) -> None:
                 flush=True,
             )
             try:
-                await _until(stop, worker_task, api_task)
+                await _until(stop, worker_task, api_task, server_task)
+            except TemporalDied as died:
+                print(f"error: {died}", file=sys.stderr, flush=True)
+                exit_code = 1
             finally:
+                server_task.cancel()
                 api.should_exit = True
                 with contextlib.suppress(Exception):
                     await api_task
-                await worker.shutdown()
+                if exit_code:
+                    # Nothing to hand back to a server that is gone, and the SDK's worker
+                    # retries its calls to it for a while (~10 s measured) before it stops.
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(worker.shutdown(), DEAD_SERVER_SHUTDOWN_SECONDS)
+                else:
+                    await worker.shutdown()
     finally:
         await server.stop()
         print("stopped", flush=True)
+    if exit_code:
+        raise SystemExit(exit_code)
 
 
 async def _api(settings: Settings) -> None:
