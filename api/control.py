@@ -28,6 +28,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from triggers.events import EventBatch, trigger_workflow_id
 from triggers.models import Trigger
 from triggers.providers import UnknownProvider, get_provider
+from triggers.temporal import SearchAttributesMissing, missing_search_attributes
 from workflows.trigger import TriggerWorkflow
 from workflows.types import (
     TRIGGER_OWNER,
@@ -124,6 +125,28 @@ async def start_or_signal(
     Returns once the signal is persisted in the workflow's history.
     """
     spec = spec_of(trigger)
+    try:
+        return await _start_or_signal(client, spec, task_queue, signal, arg)
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.INVALID_ARGUMENT:
+            await _raise_if_attributes_missing(client)
+        raise
+
+
+async def _raise_if_attributes_missing(client: Client) -> None:
+    """A start the server refused as invalid: name the missing search attributes, if that
+    is why (the server's own message may quote event data, so it is not shown)."""
+    try:
+        missing = await missing_search_attributes(client, timeout=_RPC_TIMEOUT.total_seconds())
+    except Exception:  # cannot tell: the original error stands
+        return
+    if missing:
+        raise SearchAttributesMissing(client.namespace, missing)
+
+
+async def _start_or_signal(
+    client: Client, spec: TriggerSpec, task_queue: str, signal: str, arg: TriggerSpec | EventBatch
+) -> WorkflowHandle[TriggerWorkflow, object]:
     return await client.start_workflow(
         TriggerWorkflow.run,
         TriggerInput(spec=spec),
@@ -243,6 +266,8 @@ def _cause(exc: BaseException) -> str | None:
     RPC messages are never repeated: they can quote workflow IDs, event keys or
     payload fields. The status code's name is enough to act on.
     """
+    if isinstance(exc, SearchAttributesMissing):
+        return str(exc)
     if isinstance(exc, RPCError):
         cause = _CAUSES.get(exc.status, "Temporal refused the call")
         return f"{cause} ({exc.status.name})"

@@ -31,14 +31,12 @@ from typing import IO
 from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
 from temporalio.client import Client
 
+from triggers import temporal
+
 __all__ = ["SEARCH_ATTRIBUTES", "DevServer", "free_port", "temporal_binary"]
 
-SEARCH_ATTRIBUTES: dict[str, str] = {
-    "TriggerId": "Keyword",
-    "TriggerProvider": "Keyword",
-    "TriggerOwner": "Keyword",
-}
-"""Custom search attributes registered on every dev server, mapped to their Temporal type."""
+# Registered on every dev server (the names the runs and trigger workflows carry).
+SEARCH_ATTRIBUTES = temporal.SEARCH_ATTRIBUTES
 
 _PR_SET_PDEATHSIG = 1
 _POLL_INTERVAL = 0.1
@@ -140,6 +138,8 @@ class DevServer:
         dynamic_config: Dynamic config overrides; values are JSON encoded.
         log_file: File that receives the server's stdout/stderr (appended to); output is
             discarded when ``None``.
+        search_attributes: Custom search attributes to register at start (name to type);
+            :data:`SEARCH_ATTRIBUTES` by default. Tests pass ``{}`` for a namespace without.
     """
 
     def __init__(
@@ -153,6 +153,7 @@ class DevServer:
         namespace: str = "default",
         dynamic_config: Mapping[str, object] | None = None,
         log_file: Path | None = None,
+        search_attributes: Mapping[str, str] | None = None,
     ) -> None:
         self._port = port if port is not None else free_port()
         self._ui_port: int | None = None
@@ -165,6 +166,9 @@ class DevServer:
         self._log_file = log_file
         self._log_offset = 0
         self._process: asyncio.subprocess.Process | None = None
+        self._search_attributes = dict(
+            SEARCH_ATTRIBUTES if search_attributes is None else search_attributes
+        )
 
     @property
     def address(self) -> str:
@@ -194,7 +198,7 @@ class DevServer:
         if self._db_filename is not None:
             cmd += ["--db-filename", str(self._db_filename)]
         cmd += ["--namespace", self._namespace, "--log-level", "warn"]
-        for name, kind in SEARCH_ATTRIBUTES.items():
+        for name, kind in self._search_attributes.items():
             cmd += ["--search-attribute", f"{name}={kind}"]
         for key, value in self._dynamic_config.items():
             cmd += ["--dynamic-config-value", f"{key}={json.dumps(value)}"]
@@ -204,7 +208,7 @@ class DevServer:
         """Spawn the server and wait until it is healthy.
 
         Healthy means a client can connect to :attr:`address` in the configured namespace
-        and every entry of :data:`SEARCH_ATTRIBUTES` is registered.
+        and every search attribute it was asked to register is registered.
 
         Args:
             timeout: Seconds to wait for the server to become healthy.
@@ -312,7 +316,7 @@ class DevServer:
             ListSearchAttributesRequest(namespace=self._namespace),
             timeout=timedelta(seconds=_RPC_TIMEOUT),
         )
-        return client, sorted(set(SEARCH_ATTRIBUTES) - set(response.custom_attributes))
+        return client, sorted(set(self._search_attributes) - set(response.custom_attributes))
 
     async def wait_exited(self) -> int:
         """Wait until the server process ends, for whatever reason; its exit code.
