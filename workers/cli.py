@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import uvicorn
 from pydantic import SecretStr
 
-from triggers.crypto import SecretBox
+from triggers.crypto import SecretBox, SecretKeyError
 from triggers.settings import Settings, get_settings
 
 if TYPE_CHECKING:
@@ -187,15 +187,26 @@ async def _dev(settings: Settings) -> None:
         raise SystemExit(exit_code)
 
 
+def _require_secret_keys(settings: Settings) -> None:
+    """Exit at once, with what to do, without usable encryption keys: the API encrypts
+    trigger secrets with them and the worker decrypts them for its providers (without keys
+    every provider that needs a secret would fail later, saying it "is not set")."""
+    keys = settings.secret_keys.get_secret_value()
+    if not keys:
+        raise SystemExit(
+            "TRIGGERS_SECRET_KEYS is not set: give one or more Fernet keys, newest first, "
+            "the same to the API and every worker (`triggers dev` makes one for local use)"
+        )
+    try:
+        SecretBox.from_setting(keys)
+    except SecretKeyError as exc:  # its message never includes the keys
+        raise SystemExit(f"{exc}: each key is 32 url-safe base64-encoded bytes") from None
+
+
 async def _api(settings: Settings) -> None:
     from api.app import create_app
 
-    if not settings.secret_keys.get_secret_value():
-        raise SystemExit(
-            "TRIGGERS_SECRET_KEYS is not set: give one or more Fernet keys, newest first "
-            "(`triggers dev` makes one for local use)"
-        )
-
+    _require_secret_keys(settings)
     api = _uvicorn(create_app(settings), settings)
     stop = _stop_event()
     task = asyncio.create_task(api.serve())
@@ -211,6 +222,7 @@ async def _worker(settings: Settings) -> None:
     from workers.main import build_worker
     from workers.sweeper import payload_sweeper
 
+    _require_secret_keys(settings)
     client = await connect(settings)
     worker = build_worker(client, settings)
     stop = _stop_event()
