@@ -16,7 +16,7 @@ import httpx
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from triggers import net, store
 from triggers.models import User
@@ -44,7 +44,7 @@ class HttpActivities:
             trigger = await store.get_trigger(session, trigger_id=uuid.UUID(trigger_id))
             owner = await session.get(User, trigger.user_id) if trigger else None
         if trigger is None or owner is None:
-            raise ApplicationError("the trigger no longer exists", type=REQUEST_ERROR)
+            raise _fail("the trigger no longer exists", REQUEST_ERROR)
         return tuple(owner.network_allowlist)
 
     @activity.defn(name="http_request")
@@ -64,23 +64,21 @@ class HttpActivities:
                 finally:
                     await response.aclose()
         except net.BlockedAddress as exc:
-            failure = ApplicationError(str(exc), type=BLOCKED, non_retryable=True)
+            failure = _fail(str(exc), BLOCKED, non_retryable=True)
         except ProviderConfigError as exc:
-            failure = ApplicationError(str(exc), type=REQUEST_ERROR, non_retryable=True)
+            failure = _fail(str(exc), REQUEST_ERROR, non_retryable=True)
         except ProviderError as exc:  # transient: DNS
-            failure = ApplicationError(str(exc), type="Transient")
+            failure = _fail(str(exc), "Transient")
         except httpx.TimeoutException:
-            failure = ApplicationError(f"{where}: timed out", type="Timeout")
+            failure = _fail(f"{where}: timed out", "Timeout")
         except httpx.TooManyRedirects:
-            failure = ApplicationError(
-                f"{where}: too many redirects", type=REQUEST_ERROR, non_retryable=True
-            )
+            failure = _fail(f"{where}: too many redirects", REQUEST_ERROR, non_retryable=True)
         except (httpx.UnsupportedProtocol, httpx.InvalidURL, httpx.LocalProtocolError):
-            failure = ApplicationError(
-                f"{where}: the request could not be sent", type=REQUEST_ERROR, non_retryable=True
+            failure = _fail(
+                f"{where}: the request could not be sent", REQUEST_ERROR, non_retryable=True
             )
         except httpx.TransportError as exc:
-            failure = ApplicationError(f"{where}: {type(exc).__name__}", type="Transient")
+            failure = _fail(f"{where}: {type(exc).__name__}", "Transient")
         if failure is not None:
             raise failure
         result = HttpResponse(
@@ -92,8 +90,17 @@ class HttpActivities:
         last = activity.info().attempt >= inp.attempts
         if response.status_code >= 500 and not last:
             # Retried by the activity's retry policy; the last attempt's answer is the result.
-            raise ApplicationError(f"{where}: HTTP {response.status_code}", type=HTTP_STATUS)
+            raise _fail(f"{where}: HTTP {response.status_code}", HTTP_STATUS)
         return result
+
+
+def _fail(message: str, kind: str, *, non_retryable: bool = False) -> ApplicationError:
+    """A failure of the node's request, not of the worker: the run records it (and fails
+    naming the node), so it is BENIGN and the SDK logs it at DEBUG, not as a WARNING with a
+    traceback for every refused address or unreachable endpoint of a user's graph."""
+    return ApplicationError(
+        message, type=kind, non_retryable=non_retryable, category=ApplicationErrorCategory.BENIGN
+    )
 
 
 def _where(url: str) -> str:
