@@ -11,6 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from temporalio.client import Client
 
+from api.docs import add_docs
 from api.routes import dry_run, health, me, triggers, webhooks
 from api.state import AppState
 from api.validation import validation_error_handler
@@ -53,7 +54,11 @@ def create_app(settings: Settings | None = None, *, client: Client | None = None
         description="Turn events into durable, deduplicated workflow runs on Temporal.",
         version="0.1.0",
         lifespan=lifespan,
+        # Served by add_docs, from local files.
+        docs_url=None,
+        redoc_url=None,
     )
+    add_docs(app)
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.add_exception_handler(Exception, _unhandled)
     app.include_router(health.router)
