@@ -3,8 +3,11 @@
 Planning a node (its CEL over each item) costs about half a millisecond an item in celpy;
 a workflow task that plans a whole graph (or, as before, re-plans it after every node)
 trips the SDK's deadlock detector ("[TMPRL1101] Potential deadlock detected") and the run
-never finishes. Planning runs in a local activity now; a saved history of the old in-workflow
-planning still replays.
+never finishes. Planning runs in a local activity now. Saved histories of graph runs
+(``tests/histories/run_graph_v1.json``: planning in the workflow, before the change;
+``run_graph_v2.json``: in the local activity) replay in ``test_replay.py``; save a new one
+(never edit old ones) with ``TRIGGERS_SAVE_HISTORY_AS=run_graph_vN.json pytest
+tests/test_graph_scale.py -k fresh_graph``.
 """
 
 from __future__ import annotations
