@@ -1,7 +1,7 @@
 """Graphs at the size the API accepts: they run to the end on a real Temporal server.
 
-Planning a node (its CEL over each item) costs about half a millisecond an item in celpy;
-a workflow task that plans a whole graph (or, as before, re-plans it after every node)
+Planning a node (its CEL over each item) costs about 0.2 ms CPU an item in celpy; a
+workflow task that plans a whole graph (or, as before, re-plans it after every node)
 trips the SDK's deadlock detector ("[TMPRL1101] Potential deadlock detected") and the run
 never finishes. Planning runs in a local activity now. Saved histories of graph runs
 (``tests/histories/run_graph_v1.json``: planning in the workflow, before the change;

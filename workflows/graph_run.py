@@ -3,9 +3,10 @@
 The loop: ask for the next planning step (``triggers.graph_steps``): the calls up to the
 next node the run must wait for; make them; record what that node produced; ask again. The
 run ends when a step has no node left to wait for. Planning is CEL over every item at every
-node, about half a millisecond an item per node in celpy, so it runs in the local activity
-``plan_graph``: a workflow task that planned a graph of a few dozen nodes over a few items
-held the task past the SDK's deadlock detector (2 s) and the run never finished. The
+node, about 0.2 ms CPU per node and item in celpy (``benchmarks/graph_planning.py``), so
+it runs in the local activity ``plan_graph``: the earlier loop planned the whole graph again
+after every node, all in one workflow task for a chain of ``log`` nodes, and with a few
+dozen nodes held the task past the SDK's deadlock detector (2 s): the run never finished. The
 step's result (calls and node outcomes) is recorded in history, so replay does not plan.
 Runs that began before this (their histories have no ``graph-plan-activity`` marker) go on
 planning inside the workflow, with the same planner: the same commands, in the same order.
