@@ -134,7 +134,7 @@ async def start_or_signal(
 
 
 async def _raise_if_attributes_missing(client: Client) -> None:
-    """A start the server refused as invalid: name the missing search attributes, if that
+    """A call the server refused as invalid: name the missing search attributes, if that
     is why (the server's own message may quote event data, so it is not shown)."""
     try:
         missing = await missing_search_attributes(client, timeout=_RPC_TIMEOUT.total_seconds())
@@ -256,7 +256,12 @@ async def runs_in_flight(client: Client, trigger_id: str) -> int:
         f'TriggerId = "{uuid.UUID(trigger_id)}" AND ExecutionStatus = "Running"'
         f' AND WorkflowType != "{TRIGGER_WORKFLOW_TYPE}"'
     )
-    found = await client.count_workflows(query, rpc_timeout=_RPC_TIMEOUT)
+    try:
+        found = await client.count_workflows(query, rpc_timeout=_RPC_TIMEOUT)
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.INVALID_ARGUMENT:
+            await _raise_if_attributes_missing(client)
+        raise
     return found.count
 
 
