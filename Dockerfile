@@ -9,4 +9,7 @@ COPY api api
 COPY migrations migrations
 RUN pip install --no-cache-dir .
 ENV TRIGGERS_API_HOST=0.0.0.0
+# The base URL senders reach the API at, shown in webhook URLs: set it to yours
+# (docker run -e TRIGGERS_PUBLIC_URL=https://hooks.example.com ...).
+ENV TRIGGERS_PUBLIC_URL=http://localhost:8000
 ENTRYPOINT ["triggers"]

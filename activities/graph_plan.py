@@ -14,14 +14,10 @@ from collections import OrderedDict
 
 from temporalio import activity
 
-from triggers.graph import Planner
-from triggers.graph_steps import (
-    PLAN_BUDGET_SECONDS,
-    PLAN_GRAPH,
-    PlanGraphInput,
-    PlanGraphResult,
-    plan_step,
-)
+from triggers.contracts.names import PLAN_GRAPH_ACTIVITY
+from triggers.contracts.run import PlanGraphInput, PlanGraphResult
+from triggers.core.graph import Planner
+from triggers.core.graph_steps import PLAN_BUDGET_SECONDS, plan_step
 
 # Runs whose planner the worker keeps between steps (the least recently used go first).
 KEPT_PLANNERS = 256
@@ -34,17 +30,17 @@ class GraphPlanActivities:
         self._kept = kept
         self._planners: OrderedDict[str, Planner] = OrderedDict()
 
-    @activity.defn(name=PLAN_GRAPH)
+    @activity.defn(name=PLAN_GRAPH_ACTIVITY)
     async def plan_graph(self, inp: PlanGraphInput) -> PlanGraphResult:
         info = activity.info()
         key = f"{info.workflow_id}/{info.workflow_run_id}"
         # Taken out while in use: a retried attempt never shares a planner with the first.
         planner = self._planners.pop(key, None)
-        result, planner = await asyncio.to_thread(
+        step, planner = await asyncio.to_thread(
             plan_step, inp, planner, budget_seconds=PLAN_BUDGET_SECONDS
         )
         if planner is not None:
             self._planners[key] = planner
             while len(self._planners) > self._kept:
                 self._planners.popitem(last=False)
-        return result
+        return PlanGraphResult.of(step)

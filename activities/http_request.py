@@ -1,8 +1,10 @@
 """The ``http_request`` graph node: one HTTP call through the outbound request guard.
 
-The activity loads the trigger's owner from the database itself and uses the owner's
-network allowlist, exactly as polling sources do: a graph cannot reach private addresses
-its owner has not allowed. Errors name the host, never the URL's query or credentials.
+The activity loads the network allowlist of the run's target principal from the database
+itself: the user who last changed where the graph sends requests (the owner, unless an
+editor did), as a polling source uses its network principal's. A graph cannot reach private
+addresses that user has not allowed, and an editor's graph never goes out through the
+owner's allowlist. Errors name the host, never the URL's query or credentials.
 """
 
 from __future__ import annotations
@@ -18,19 +20,22 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio import activity
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
-from triggers import net, store
-from triggers.models import User
+from triggers.contracts.names import (
+    BLOCKED_ADDRESS,
+    HTTP_REQUEST_ACTIVITY,
+    HTTP_STATUS,
+    REQUEST_ERROR,
+    TIMEOUT,
+    TRANSIENT,
+)
+from triggers.contracts.run import HttpRequestInput, HttpResponse
+from triggers.infra import net, store
+from triggers.infra.models import User
 from triggers.providers.base import ProviderConfigError, ProviderError
-from workflows.types import HttpRequestInput, HttpResponse
 
 # Responses ride in workflow history (the run's next nodes see them): keep them small.
 MAX_BODY_BYTES = 64 * 1024
 MAX_HEADERS = 50
-# Error types the workflow and the retry policy know.
-BLOCKED = "BlockedAddress"
-REQUEST_ERROR = "RequestError"
-HTTP_STATUS = "HttpStatus"
-NON_RETRYABLE = (BLOCKED, REQUEST_ERROR)
 
 
 class HttpActivities:
@@ -39,18 +44,26 @@ class HttpActivities:
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
 
-    async def _allowlist(self, trigger_id: str) -> Sequence[str]:
+    async def _allowlist(self, inp: HttpRequestInput) -> Sequence[str]:
         async with self._sessions() as session:
-            trigger = await store.get_trigger(session, trigger_id=uuid.UUID(trigger_id))
-            owner = await session.get(User, trigger.user_id) if trigger else None
-        if trigger is None or owner is None:
-            raise _fail("the trigger no longer exists", REQUEST_ERROR)
-        return tuple(owner.network_allowlist)
+            trigger = await store.get_trigger(session, trigger_id=uuid.UUID(inp.trigger_id))
+            if trigger is None:
+                raise _fail("the trigger no longer exists", REQUEST_ERROR)
+            principal = inp.principal
+            if principal is None:  # a run from before target principals
+                principal = str(trigger.target_principal_id or "")
+            # Nobody (that user is gone): public addresses only, never the owner's.
+            user = await session.get(User, uuid.UUID(principal)) if principal else None
+        return tuple(user.network_allowlist) if user is not None else ()
 
-    @activity.defn(name="http_request")
+    @activity.defn(name=HTTP_REQUEST_ACTIVITY)
     async def http_request(self, inp: HttpRequestInput) -> HttpResponse:
-        allowlist = await self._allowlist(inp.trigger_id)
+        allowlist = await self._allowlist(inp)
         where = _where(inp.url)
+        # The node's last attempt is decided here (its failure is final), not by the retry
+        # policy, which allows a few more for attempts a stopping or dying worker cut short:
+        # such an attempt counts as one of the node's, but a stop alone fails no run.
+        last = activity.info().attempt >= inp.attempts
         # Errors are built inside ``except`` and raised outside it, so that no httpx error
         # (whose text may hold a header value) rides along as ``__context__``.
         failure: ApplicationError | None = None
@@ -64,13 +77,13 @@ class HttpActivities:
                 finally:
                     await response.aclose()
         except net.BlockedAddress as exc:
-            failure = _fail(str(exc), BLOCKED, non_retryable=True)
+            failure = _fail(str(exc), BLOCKED_ADDRESS, non_retryable=True)
         except ProviderConfigError as exc:
             failure = _fail(str(exc), REQUEST_ERROR, non_retryable=True)
         except ProviderError as exc:  # transient: DNS
-            failure = _fail(str(exc), "Transient")
+            failure = _fail(str(exc), TRANSIENT, non_retryable=last)
         except httpx.TimeoutException:
-            failure = _fail(f"{where}: timed out", "Timeout")
+            failure = _fail(f"{where}: timed out", TIMEOUT, non_retryable=last)
         except httpx.TooManyRedirects:
             failure = _fail(f"{where}: too many redirects", REQUEST_ERROR, non_retryable=True)
         except (httpx.UnsupportedProtocol, httpx.InvalidURL, httpx.LocalProtocolError):
@@ -78,7 +91,7 @@ class HttpActivities:
                 f"{where}: the request could not be sent", REQUEST_ERROR, non_retryable=True
             )
         except httpx.TransportError as exc:
-            failure = _fail(f"{where}: {type(exc).__name__}", "Transient")
+            failure = _fail(f"{where}: {type(exc).__name__}", TRANSIENT, non_retryable=last)
         if failure is not None:
             raise failure
         result = HttpResponse(
@@ -87,7 +100,6 @@ class HttpActivities:
             body=_decode(content, response.headers.get("content-type", "")),
             truncated=truncated,
         )
-        last = activity.info().attempt >= inp.attempts
         if response.status_code >= 500 and not last:
             # Retried by the activity's retry policy; the last attempt's answer is the result.
             raise _fail(f"{where}: HTTP {response.status_code}", HTTP_STATUS)

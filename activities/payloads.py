@@ -14,16 +14,16 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from triggers import payloads
-from triggers.payload_contracts import (
-    LOAD_MAX_RESULT_BYTES,
-    LOAD_PAYLOAD,
+from triggers.contracts.names import (
+    LOAD_PAYLOAD_ACTIVITY,
     PAYLOAD_MISSING,
     PAYLOAD_TOO_LARGE,
-    LoadPayloadInput,
-    LoadPayloadResult,
+    SPILL_EVENTS_ACTIVITY,
+    UNSPILL_EVENTS_ACTIVITY,
 )
-from workflows.types import SpillInput, SpillResult, UnspillInput, UnspillResult
+from triggers.contracts.payloads import LOAD_MAX_RESULT_BYTES, LoadPayloadInput, LoadPayloadResult
+from triggers.contracts.trigger import SpillInput, SpillResult, UnspillInput, UnspillResult
+from triggers.infra import payloads
 
 
 class PayloadActivities:
@@ -41,7 +41,7 @@ class PayloadActivities:
             # are recorded in history and shown in the Web UI.
             raise ApplicationError(str(exc), type=PAYLOAD_MISSING, non_retryable=True) from None
 
-    @activity.defn(name=LOAD_PAYLOAD)
+    @activity.defn(name=LOAD_PAYLOAD_ACTIVITY)
     async def load_payload(self, inp: LoadPayloadInput) -> LoadPayloadResult:
         result = LoadPayloadResult(data=await self._load(inp.ref))
         # Measured as the worker will send it (its converter: JSON with ASCII escapes, so
@@ -56,7 +56,7 @@ class PayloadActivities:
             )
         return result
 
-    @activity.defn(name="spill_events")
+    @activity.defn(name=SPILL_EVENTS_ACTIVITY)
     async def spill_events(self, inp: SpillInput) -> SpillResult:
         """Keep a trigger's backlog that is too large to carry in continue-as-new's input."""
         value = [dataclasses.asdict(e) for e in inp.events]
@@ -67,7 +67,7 @@ class PayloadActivities:
             )
         return SpillResult(ref=ref)
 
-    @activity.defn(name="unspill_events")
+    @activity.defn(name=UNSPILL_EVENTS_ACTIVITY)
     async def unspill_events(self, inp: UnspillInput) -> UnspillResult:
         data = await self._load(inp.ref)
         converter = activity.payload_converter()

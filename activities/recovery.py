@@ -21,8 +21,15 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowExecution, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
-from triggers.events import EventBatch, trigger_workflow_id
-from workflows.types import (
+from triggers.contracts.names import (
+    CONFIGURE_SIGNAL,
+    EVENTS_SIGNAL,
+    RECOVER_TRIGGER_ACTIVITY,
+    SNAPSHOT_QUERY,
+    WAIT_RUN_ACTIVITY,
+)
+from triggers.contracts.trigger import (
+    EventBatch,
     RecoverInput,
     RecoverResult,
     Recovery,
@@ -31,6 +38,7 @@ from workflows.types import (
     TriggerState,
     WaitRunInput,
 )
+from triggers.core.events import trigger_workflow_id
 
 log = logging.getLogger("triggers.recovery")
 
@@ -42,7 +50,7 @@ class RecoveryActivities:
     def __init__(self, client: Client) -> None:
         self._client = client
 
-    @activity.defn(name="recover_trigger")
+    @activity.defn(name=RECOVER_TRIGGER_ACTIVITY)
     async def recover_trigger(self, inp: RecoverInput) -> RecoverResult:
         previous = await self._previous_run(inp)
         now = datetime.now(UTC).isoformat()
@@ -58,7 +66,7 @@ class RecoveryActivities:
             # A completed run ended by a disable: resuming it is the normal path, not news.
             return RecoverResult(state=state, recovery=None)
         try:
-            state = await handle.query("snapshot", result_type=TriggerState)
+            state = await handle.query(SNAPSHOT_QUERY, result_type=TriggerState)
             source, error = "query", None
         except Exception as exc:  # a history the code cannot replay: rebuild it instead
             log.warning("trigger %s: snapshot query failed (%s)", inp.trigger_id, exc)
@@ -115,12 +123,12 @@ class RecoveryActivities:
             if event.event_type != EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED:
                 continue
             signalled = event.workflow_execution_signaled_event_attributes
-            if signalled.signal_name == "configure":
+            if signalled.signal_name == CONFIGURE_SIGNAL:
                 (newer,) = await converter.decode(signalled.input.payloads, [TriggerSpec])
                 if spec is None or newer.config_version >= spec.config_version:
                     spec = newer
                 continue
-            if signalled.signal_name != "events":
+            if signalled.signal_name != EVENTS_SIGNAL:
                 continue
             (batch,) = await converter.decode(signalled.input.payloads, [EventBatch])
             if batch.config_version is not None and (
@@ -138,7 +146,7 @@ class RecoveryActivities:
                     state.pending.append(ev)
         return state
 
-    @activity.defn(name="wait_run")
+    @activity.defn(name=WAIT_RUN_ACTIVITY)
     async def wait_run(self, inp: WaitRunInput) -> None:
         handle = self._client.get_workflow_handle(inp.run_id)
         while True:

@@ -16,27 +16,35 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, NoReturn
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio import activity
 from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 
-from triggers import store
-from triggers.admission import Admission, admit
-from triggers.crypto import SecretBox
-from triggers.events import Event, EventBatch, signal_size, trigger_workflow_id
-from triggers.models import TriggerStatus, User
+from triggers.contracts.names import (
+    EVENTS_SIGNAL,
+    PROVIDER_CONFIG_ERROR,
+    PROVIDER_TRANSIENT_ERROR,
+    RUN_SOURCE_ACTIVITY,
+)
+from triggers.contracts.source import SourceInput, SourceResult
+from triggers.contracts.trigger import EventBatch
+from triggers.core.events import Event, signal_size, trigger_workflow_id
+from triggers.infra import redaction, store
+from triggers.infra.admission import Admission, admit
+from triggers.infra.crypto import SecretBox
+from triggers.infra.models import Trigger, TriggerStatus, User
 from triggers.providers import UnknownProvider, get_provider
 from triggers.providers.base import (
     Cursor,
     ProviderConfigError,
     ProviderTransientError,
     SourceContext,
+    SourceProvider,
     SourceStop,
 )
-from triggers.sources import CONFIG_ERROR, TRANSIENT_ERROR, SourceInput, SourceResult
 
 log = logging.getLogger("triggers.source")
 
@@ -49,6 +57,30 @@ class _Park(SourceStop):
     def __init__(self, resume_at: datetime) -> None:
         super().__init__()
         self.resume_at = resume_at
+
+
+class _WorkerStopping(SourceStop):
+    """This worker began to shut down while the provider ran."""
+
+
+async def _until_worker_stops(run: Awaitable[None]) -> None:
+    """Run the provider until it ends or this worker begins to shut down. Then the provider
+    is cancelled and the activity returns normally, so its workflow starts the next attempt
+    at once on a worker that runs: a stop is neither an error nor a reason for backoff."""
+    task = asyncio.ensure_future(run)
+    stopping = asyncio.ensure_future(activity.wait_for_worker_shutdown())
+    try:
+        await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopping.cancel()
+        interrupted = not task.done()
+        if interrupted:
+            task.cancel()
+            # A provider blocked in receive sees the cancel; its shutdown() runs later.
+            await asyncio.wait({task})
+    if interrupted:
+        raise _WorkerStopping
+    return task.result()
 
 
 Admit = Callable[[list[Event]], Awaitable[list[Event]]]
@@ -115,7 +147,7 @@ class ActivitySink:
         batch = EventBatch(
             events, cursor=cursor, config_version=self._config_version, next_at=next_at
         )
-        await self._client.get_workflow_handle(self._workflow_id).signal("events", batch)
+        await self._client.get_workflow_handle(self._workflow_id).signal(EVENTS_SIGNAL, batch)
 
     async def emit(self, events: Sequence[Event], *, cursor: Cursor = None) -> None:
         batches = _batches(await self._admit(list(events)))
@@ -201,13 +233,14 @@ class SourceActivities:
             trigger.last_error = error
             await store.save(session, trigger=trigger)
 
-    @activity.defn(name="run_source")
+    @activity.defn(name=RUN_SOURCE_ACTIVITY)
     async def run_source(self, inp: SourceInput) -> SourceResult:
         cursor = inp.cursor
 
         async with self._sessions() as session:
             trigger = await store.get_trigger(session, trigger_id=uuid.UUID(inp.trigger_id))
             owner = await session.get(User, trigger.user_id) if trigger else None
+            allowlist = await network_allowlist(session, trigger) if trigger else ()
         if trigger is None or owner is None or not trigger.enabled:
             return SourceResult(cursor=cursor, events=0, finished=True)
         try:
@@ -218,11 +251,26 @@ class SourceActivities:
         except (UnknownProvider, ValidationError, ProviderConfigError) as exc:
             await self._fail(inp.trigger_id, _describe(exc))
         secrets = self._box.decrypt(trigger.secrets_encrypted) if self._box else {}
+        # Every log line of this process masks these while the loop holds them.
+        with redaction.hold(secrets.values()):
+            return await self._run(inp, trigger, provider_info.source, config, secrets, allowlist)
+
+    async def _run(
+        self,
+        inp: SourceInput,
+        trigger: Trigger,
+        source: type[SourceProvider],
+        config: BaseModel,
+        secrets: dict[str, str],
+        allowlist: tuple[str, ...],
+    ) -> SourceResult:
+        """The provider's life (init, run, shutdown) and how it ended, as a result or an
+        error for the workflow."""
         context = SourceContext(
             trigger_id=inp.trigger_id,
             trigger_name=trigger.name,
             owner=str(trigger.user_id),
-            network_allowlist=tuple(owner.network_allowlist),
+            network_allowlist=allowlist,
         )
         admission = Admission.of(trigger)
 
@@ -232,15 +280,15 @@ class SourceActivities:
         sink = ActivitySink(
             self._client,
             trigger_id=inp.trigger_id,
-            cursor=cursor,
+            cursor=inp.cursor,
             lifetime=inp.lifetime_seconds,
             park_after=inp.park_after_seconds,
             config_version=inp.config_version,
             admit=admit_events,
         )
-        provider = provider_info.source()
+        provider = source()
         beat = asyncio.create_task(self._beat(sink))
-        finished = False
+        finished = stopping = False
         resume_at: datetime | None = None
         try:
             await provider.init(config, secrets, context)
@@ -249,9 +297,11 @@ class SourceActivities:
             sink.healthy = True
             sink.heartbeat()
             try:
-                await provider.run(sink)
+                await _until_worker_stops(provider.run(sink))
                 finished = True
                 await self._set_status(inp.trigger_id, TriggerStatus.FINISHED, None)
+            except _WorkerStopping:
+                stopping = True
             except _Park as park:
                 resume_at = park.resume_at
             except SourceStop:
@@ -269,7 +319,7 @@ class SourceActivities:
             retry_after = getattr(exc, "retry_after", None)
             raise ApplicationError(
                 message,
-                type=TRANSIENT_ERROR,
+                type=PROVIDER_TRANSIENT_ERROR,
                 next_retry_delay=timedelta(seconds=retry_after) if retry_after else None,
             ) from None
         finally:
@@ -281,7 +331,9 @@ class SourceActivities:
                     "source %s: shutdown failed: %s", inp.trigger_id, _describe(exc, secrets)
                 )
         return SourceResult(
-            cursor=sink.cursor,
+            # Stopped mid-way, the sink's copy may lag the last signal's: the workflow's own
+            # cursor (every signal carries one) is the one to resume from.
+            cursor=None if stopping else sink.cursor,
             events=sink.events,
             finished=finished,
             resume_at=resume_at.isoformat() if resume_at else None,
@@ -292,13 +344,23 @@ class SourceActivities:
         await self._set_status(trigger_id, TriggerStatus.FAILED, message)
         # ``from None``: called inside ``except`` blocks, and the SDK would otherwise send the
         # caught exception (a driver's error may quote a password) along as the cause.
-        raise ApplicationError(message, type=CONFIG_ERROR, non_retryable=True) from None
+        raise ApplicationError(message, type=PROVIDER_CONFIG_ERROR, non_retryable=True) from None
 
     async def _beat(self, sink: ActivitySink) -> None:
         # Cancellation only reaches an activity that heartbeats; idle sources must too.
         while True:
             sink.heartbeat()
             await asyncio.sleep(self._heartbeat_every)
+
+
+async def network_allowlist(session: AsyncSession, trigger: Trigger) -> tuple[str, ...]:
+    """The allowlist of the user who last chose where the trigger connects (its network
+    principal), never simply the owner's: an editor's destination goes through the
+    editor's allowlist. A principal that no longer exists allows public addresses only."""
+    if trigger.network_principal_id is None:
+        return ()
+    principal = await session.get(User, trigger.network_principal_id)
+    return tuple(principal.network_allowlist) if principal else ()
 
 
 def _describe(exc: BaseException, secrets: dict[str, str] | None = None) -> str:
@@ -312,7 +374,4 @@ def _describe(exc: BaseException, secrets: dict[str, str] | None = None) -> str:
     text = str(exc) or type(exc).__name__
     if not isinstance(exc, ProviderConfigError | ProviderTransientError):
         text = f"{type(exc).__name__}: {text}"
-    for value in (secrets or {}).values():
-        if value:
-            text = text.replace(value, "***")
-    return text[:500]
+    return redaction.redact(text, (secrets or {}).values())[:500]

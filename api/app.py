@@ -2,31 +2,28 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
 from temporalio.client import Client
 
+from api import openapi
 from api.docs import add_docs
-from api.routes import dry_run, health, me, triggers, webhooks
+from api.errors import (
+    DATABASE_UNAVAILABLE,
+    CatchAll,
+    database_unavailable_handler,
+    method_not_allowed,
+)
+from api.routes import dry_run, health, me, shares, triggers, webhooks
 from api.state import AppState
 from api.validation import validation_error_handler
-from triggers.crypto import SecretBox
-from triggers.db import make_engine, session_factory
-from triggers.settings import Settings, get_settings
-from triggers.temporal import connect
-
-log = logging.getLogger("triggers.api")
-
-
-async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
-    # The type and path are enough to find it in the logs; no stack trace leaves the server.
-    log.error("unhandled %s on %s %s", type(exc).__name__, request.method, request.url.path)
-    return JSONResponse(status_code=500, content={"detail": "internal error"})
+from triggers.infra.crypto import SecretBox
+from triggers.infra.db import make_engine, session_factory
+from triggers.infra.settings import Settings, get_settings
+from triggers.infra.temporal import connect
 
 
 def create_app(settings: Settings | None = None, *, client: Client | None = None) -> FastAPI:
@@ -60,10 +57,16 @@ def create_app(settings: Settings | None = None, *, client: Client | None = None
     )
     add_docs(app)
     app.add_exception_handler(RequestValidationError, validation_error_handler)
-    app.add_exception_handler(Exception, _unhandled)
+    unavailable = database_unavailable_handler(settings.retry_after_seconds)
+    for exc_type in DATABASE_UNAVAILABLE:
+        app.add_exception_handler(exc_type, unavailable)
+    app.add_exception_handler(405, method_not_allowed)
+    app.add_middleware(CatchAll)
     app.include_router(health.router)
     app.include_router(me.router)
     app.include_router(triggers.router)
+    app.include_router(shares.router)
     app.include_router(dry_run.router)
     app.include_router(webhooks.router)
+    openapi.install(app)
     return app

@@ -13,8 +13,8 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from triggers.events import Event
-from triggers.models import Trigger
+from triggers.core.events import Event
+from triggers.infra.models import Trigger
 
 Send = Callable[[Trigger, list[Event]], Awaitable[None]]
 

@@ -25,21 +25,29 @@ from temporalio.common import (
 )
 from temporalio.service import RPCError, RPCStatusCode
 
-from triggers.events import EventBatch, trigger_workflow_id
-from triggers.models import Trigger
-from triggers.providers import UnknownProvider, get_provider
-from triggers.temporal import SearchAttributesMissing, missing_search_attributes
-from workflows.trigger import TriggerWorkflow
-from workflows.types import (
+from triggers.contracts.names import (
+    CONFIGURE_SIGNAL,
+    RECENT_EVENTS_QUERY,
+    RUN_SOURCE_ACTIVITY,
+    STATUS_QUERY,
+    TRIGGER_ID,
     TRIGGER_OWNER,
     TRIGGER_PROVIDER,
     TRIGGER_WORKFLOW_TYPE,
+)
+from triggers.contracts.trigger import (
+    EventBatch,
     RecentEvent,
+    RecentEvents,
     RunTarget,
     TriggerInput,
     TriggerSpec,
     TriggerStatus,
 )
+from triggers.core.events import trigger_workflow_id
+from triggers.infra.models import Trigger
+from triggers.infra.temporal import SearchAttributesMissing, missing_search_attributes
+from triggers.providers import UnknownProvider, get_provider
 
 # Why a call to Temporal failed, in words a caller can act on. Other statuses (a namespace
 # that does not exist, missing search attributes, no permission...) are "refused".
@@ -97,6 +105,7 @@ def spec_of(trigger: Trigger) -> TriggerSpec:
             task_queue=target.get("task_queue"),
             input=target.get("input"),
             graph=target.get("graph"),
+            principal=str(trigger.target_principal_id or ""),
         ),
         enabled=trigger.enabled,
         source=_has_source(trigger.provider),
@@ -119,7 +128,7 @@ async def start_or_signal(
     task_queue: str,
     signal: str,
     arg: TriggerSpec | EventBatch,
-) -> WorkflowHandle[TriggerWorkflow, object]:
+) -> WorkflowHandle[Any, Any]:
     """Signal-with-start: signals the running trigger workflow, or starts it first.
 
     Returns once the signal is persisted in the workflow's history.
@@ -146,9 +155,9 @@ async def _raise_if_attributes_missing(client: Client) -> None:
 
 async def _start_or_signal(
     client: Client, spec: TriggerSpec, task_queue: str, signal: str, arg: TriggerSpec | EventBatch
-) -> WorkflowHandle[TriggerWorkflow, object]:
+) -> WorkflowHandle[Any, Any]:
     return await client.start_workflow(
-        TriggerWorkflow.run,
+        TRIGGER_WORKFLOW_TYPE,
         TriggerInput(spec=spec),
         id=trigger_workflow_id(spec.trigger_id),
         task_queue=task_queue,
@@ -159,6 +168,9 @@ async def _start_or_signal(
         memo={"trigger_name": spec.name},
         search_attributes=TypedSearchAttributes(
             [
+                # The same attributes as its runs: `TriggerId="<id>"` lists the trigger
+                # workflow and its runs; WorkflowType tells them apart.
+                SearchAttributePair(TRIGGER_ID, spec.trigger_id),
                 SearchAttributePair(TRIGGER_PROVIDER, spec.provider),
                 SearchAttributePair(TRIGGER_OWNER, spec.owner),
             ]
@@ -172,12 +184,14 @@ async def configure(client: Client, trigger: Trigger, *, task_queue: str) -> Non
     """Tell the trigger workflow of a change; starts it when the trigger is enabled."""
     spec = spec_of(trigger)
     if spec.enabled:
-        await start_or_signal(client, trigger, task_queue=task_queue, signal="configure", arg=spec)
+        await start_or_signal(
+            client, trigger, task_queue=task_queue, signal=CONFIGURE_SIGNAL, arg=spec
+        )
         return
     handle = client.get_workflow_handle(trigger_workflow_id(spec.trigger_id))
     try:
         # A disabled trigger's workflow starts what it already accepted, then completes.
-        await handle.signal("configure", spec, rpc_timeout=_RPC_TIMEOUT)
+        await handle.signal(CONFIGURE_SIGNAL, spec, rpc_timeout=_RPC_TIMEOUT)
     except RPCError as exc:
         if not _workflow_missing(exc):
             raise
@@ -200,7 +214,9 @@ async def runtime_status(
         if desc.status is None or desc.status.name != "RUNNING":
             return None
         try:
-            status = await handle.query(TriggerWorkflow.status, rpc_timeout=_RPC_TIMEOUT)
+            status: TriggerStatus = await handle.query(
+                STATUS_QUERY, result_type=TriggerStatus, rpc_timeout=_RPC_TIMEOUT
+            )
         except RPCError as exc:
             if exc.status in _TIMED_OUT:
                 raise QueryUnanswered from exc
@@ -211,7 +227,7 @@ async def runtime_status(
         raise
     health = None
     for pending in desc.raw_description.pending_activities:
-        if pending.activity_type.name != "run_source":
+        if pending.activity_type.name != RUN_SOURCE_ACTIVITY:
             continue
         beat: dict[str, Any] = {}
         if pending.heartbeat_details.payloads:
@@ -226,7 +242,9 @@ async def recent_events(client: Client, trigger_id: str) -> list[RecentEvent]:
     """The latest events the trigger workflow accepted, oldest first (none without one)."""
     handle = client.get_workflow_handle(trigger_workflow_id(trigger_id))
     try:
-        found = await handle.query(TriggerWorkflow.recent_events, rpc_timeout=_RPC_TIMEOUT)
+        found: RecentEvents = await handle.query(
+            RECENT_EVENTS_QUERY, result_type=RecentEvents, rpc_timeout=_RPC_TIMEOUT
+        )
     except RPCError as exc:
         if _workflow_missing(exc):
             return []

@@ -10,8 +10,8 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from api.state import AppState
-from triggers import store
-from triggers.models import User
+from triggers.infra import store
+from triggers.infra.models import User
 
 _bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer tt_...`")
 

@@ -1,6 +1,6 @@
 """The dry run: what a trigger would do with some events, decided in the API process by the
-same pure functions as the trigger workflow (``triggers.conditions.decide_run``, and
-``triggers.graph`` for graph targets), so nothing is started and nothing is called."""
+same pure functions as the trigger workflow (``triggers.core.conditions.decide_run``, and
+``triggers.core.graph`` for graph targets), so nothing is started and nothing is called."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from api.control import spec_of
-from api.schemas import (
+from api.dryrun_schemas import (
     CallOut,
     ConditionOut,
     DryRunResult,
@@ -18,11 +18,11 @@ from api.schemas import (
     NodeOut,
     SampleEvent,
 )
-from triggers import graph as graphs
-from triggers.conditions import EVALUATION_BUDGET_SECONDS, TriggerInfo, decide_run
-from triggers.events import Event, run_workflow_id
-from triggers.models import Trigger
-from workflows.types import RecentEvent
+from triggers.contracts.trigger import RecentEvent
+from triggers.core import graph as graphs
+from triggers.core.conditions import EVALUATION_BUDGET_SECONDS, TriggerInfo, decide_run
+from triggers.core.events import Event, run_workflow_id
+from triggers.infra.models import Trigger
 
 
 def event_of_sample(sample: SampleEvent) -> Event:

@@ -2,36 +2,113 @@
 
 from __future__ import annotations
 
-import math
 import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    GetJsonSchemaHandler,
+    field_validator,
+    model_validator,
+)
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
 
-from triggers.models import ShareRole
+from api.body_schemas import AnyProviderConfig, ProviderUnion, one_of
+from api.text import NON_BLANK_PATTERN, SafeJson, SafeStr
+from triggers.core.graph import Graph
+from triggers.infra.models import ShareRole
+
+# Field definitions shared by the runtime models and the forms the OpenAPI publishes.
+Name = Annotated[SafeStr, Field(min_length=1, max_length=200)]
+WorkflowType = Annotated[SafeStr, Field(min_length=1, max_length=200)]
 
 
-def json_safe(value: Any) -> Any:
-    """Refuse what the databases cannot store: NUL characters and non-finite numbers."""
-    if isinstance(value, str):
-        if "\x00" in value:
-            raise ValueError("must not contain NUL characters")
-    elif isinstance(value, float):
-        if not math.isfinite(value):
-            raise ValueError("numbers must be finite (no NaN or Infinity)")
-    elif isinstance(value, dict):
-        for k, v in value.items():
-            json_safe(k)
-            json_safe(v)
-    elif isinstance(value, list):
-        for v in value:
-            json_safe(v)
+def task_queue_name(value: str) -> str:
+    if value.startswith("/_sys/"):
+        raise ValueError("task queue names starting with /_sys/ are reserved by Temporal")
+    if not value.isprintable():
+        raise ValueError("must be printable text")
     return value
 
 
-SafeStr = Annotated[str, AfterValidator(json_safe)]
-SafeJson = Annotated[dict[str, Any], AfterValidator(json_safe)]
+TaskQueueName = Annotated[
+    SafeStr,
+    Field(
+        min_length=1,
+        max_length=200,
+        # What task_queue_name enforces, as far as a pattern can say "printable".
+        json_schema_extra={"pattern": "^(?!/_sys/)[^\\u0000-\\u001f\\u007f-\\u009f]*$"},
+        description="Printable; names starting with /_sys/ are reserved by Temporal.",
+    ),
+    AfterValidator(task_queue_name),
+]
+InputMapping = Annotated[
+    SafeStr,
+    Field(
+        max_length=10_000,
+        json_schema_extra={"minLength": 1},  # "" is refused as an empty expression
+        description="For a `workflow` target: CEL over `event` and `trigger` giving the "
+        "workflow's input (default: the whole event). Example: "
+        '`{"ref": event.data.ref, "who": trigger.name}`. An event on which it fails is '
+        "dropped and recorded in `condition_errors`. Must compile as CEL.",
+    ),
+]
+SecretValue = Annotated[
+    SafeStr,
+    Field(json_schema_extra={"pattern": NON_BLANK_PATTERN}),
+]
+Condition = Annotated[
+    SafeStr,
+    Field(
+        max_length=10_000,
+        json_schema_extra={"minLength": 1},  # "" is refused as an empty expression
+        description="CEL over `event` (id, source, type, time, subject, data, headers) and "
+        "`trigger` (id, name, provider); only events for which it is true start a run. "
+        'Example: `event.data.ref == "refs/heads/main"`. Must compile as CEL.',
+    ),
+]
+
+
+class TargetRun(BaseModel):
+    """The built-in RunWorkflow, which records the event."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["run"] = "run"
+    workflow_type: None = None
+    task_queue: None = None
+    input: None = None
+    graph: None = None
+
+
+class TargetWorkflow(BaseModel):
+    """Your own workflow type on your task queue, started with the event as input, or
+    with what ``input`` makes of it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["workflow"]
+    workflow_type: WorkflowType
+    task_queue: TaskQueueName
+    input: InputMapping | None = None
+    graph: None = None
+
+
+class TargetGraph(BaseModel):
+    """The built-in RunWorkflow runs ``graph`` (nodes and edges) over the event's items."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["graph"]
+    graph: Graph
+    workflow_type: None = None
+    task_queue: None = None
+    input: None = None
 
 
 class TargetIn(BaseModel):
@@ -44,34 +121,28 @@ class TargetIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     kind: Literal["run", "workflow", "graph"] = "run"
-    workflow_type: SafeStr | None = Field(default=None, min_length=1, max_length=200)
-    task_queue: SafeStr | None = Field(default=None, min_length=1, max_length=200)
-    input: SafeStr | None = Field(
-        default=None,
-        max_length=10_000,
-        description="For a `workflow` target: CEL over `event` and `trigger` giving the "
-        "workflow's input (default: the whole event). Example: "
-        '`{"ref": event.data.ref, "who": trigger.name}`. An event on which it fails is '
-        "dropped and recorded in `condition_errors`.",
-    )
+    workflow_type: WorkflowType | None = None
+    task_queue: TaskQueueName | None = None
+    input: InputMapping | None = None
     graph: SafeJson | None = Field(
         default=None,
-        description="The run graph (`nodes`, `edges`) when kind is 'graph'; see triggers.graph.",
+        description=(
+            "The run graph (`nodes`, `edges`) when kind is 'graph'; see triggers.core.graph."
+        ),
     )
 
-    @field_validator("task_queue")
     @classmethod
-    def _not_reserved(cls, value: str | None) -> str | None:
-        if value is not None and value.startswith("/_sys/"):
-            raise ValueError("task queue names starting with /_sys/ are reserved by Temporal")
-        if value is not None and not value.isprintable():
-            raise ValueError("must be printable text")
-        return value
+    def __get_pydantic_json_schema__(
+        cls, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        return one_of(handler, TargetRun, TargetWorkflow, TargetGraph)
 
     @model_validator(mode="after")
     def _needs_type(self) -> TargetIn:
         if self.kind == "workflow" and not (self.workflow_type and self.task_queue):
             raise ValueError("workflow_type and task_queue are required when kind is 'workflow'")
+        if self.kind != "workflow" and (self.workflow_type or self.task_queue):
+            raise ValueError("workflow_type and task_queue are only for a 'workflow' target")
         if self.input is not None and self.kind != "workflow":
             raise ValueError("input is only for a 'workflow' target")
         if self.kind == "graph" and self.graph is None:
@@ -84,24 +155,26 @@ class TargetIn(BaseModel):
 class TriggerBase(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: SafeStr = Field(min_length=1, max_length=200)
+    name: Name
     provider: SafeStr = Field(min_length=1, max_length=64)
     config: SafeJson = Field(default_factory=dict)
     target: TargetIn = Field(default_factory=TargetIn)
-    condition: SafeStr | None = Field(
-        default=None,
-        max_length=10_000,
-        description="CEL over `event` (id, source, type, time, subject, data, headers) and "
-        "`trigger` (id, name, provider); only events for which it is true start a run. "
-        'Example: `event.data.ref == "refs/heads/main"`.',
-    )
+    condition: Condition | None = None
 
 
 class TriggerCreate(TriggerBase):
+    """A new trigger. ``config`` and ``secrets`` are those of its ``provider``."""
+
     enabled: bool = True
-    secrets: dict[SafeStr, SafeStr] = Field(
+    secrets: dict[SafeStr, SecretValue] = Field(
         default_factory=dict, description="Write-only: stored encrypted, never returned."
     )
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        return ProviderUnion.schema(cls, handler)
 
 
 class TriggerUpdate(BaseModel):
@@ -110,13 +183,14 @@ class TriggerUpdate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: SafeStr | None = Field(default=None, min_length=1, max_length=200)
-    config: SafeJson | None = None
+    name: Name | None = None
+    config: Annotated[SafeJson | None, AnyProviderConfig()] = None
     target: TargetIn | None = None
-    condition: SafeStr | None = Field(
-        default=None, max_length=10_000, description="CEL condition; null removes it."
+    condition: Condition | None = Field(default=None, description="CEL condition; null removes it.")
+    secrets: dict[SafeStr, SecretValue | None] | None = Field(
+        default=None,
+        description="Write-only. Names the trigger's provider takes; null removes one.",
     )
-    secrets: dict[SafeStr, SafeStr | None] | None = None
 
 
 class TriggerPublic(BaseModel):
@@ -132,6 +206,17 @@ class TriggerPublic(BaseModel):
     config_version: int
     secret_names: list[str] = Field(description="Names of the secrets set; never their values.")
     owner_id: uuid.UUID
+    network_principal_id: uuid.UUID | None = Field(
+        default=None,
+        description="Whose network allowlist the source goes through: the user who last "
+        "changed where it connects (the owner, unless an editor did).",
+    )
+    target_principal_id: uuid.UUID | None = Field(
+        default=None,
+        description="Whose network allowlist a graph target's http_request nodes go "
+        "through: the user who last changed where they send requests (the owner, unless an "
+        "editor did).",
+    )
     role: str
     webhook_url: str | None = None
     workflow_id: str
@@ -216,107 +301,27 @@ class ShareOut(BaseModel):
 
 
 class WebhookAccepted(BaseModel):
-    event_id: str
-    event_key: str
-    run_id: str
-    duplicate: bool
+    """A delivery durably accepted (202). Whether it starts a run is ``would_start``."""
+
+    event_id: str = Field(description="The event's id (the sender's delivery id, bounded).")
+    event_key: str = Field(description="The deduplication key used (see ``run_id``).")
+    run_id: str = Field(
+        description="The workflow ID of the run this event starts if it passes the "
+        "trigger's condition, ``run:<trigger-id>:<event-key>``. A run with this ID exists "
+        "only when ``would_start`` is true (and its start did not fail, see "
+        "``failed_starts`` in the status); an event the condition drops never gets one."
+    )
+    duplicate: bool = Field(
+        description="A repeat of a delivery this API process accepted lately; nothing "
+        "new was accepted, and its first delivery decided its run."
+    )
+    would_start: bool | None = Field(
+        description="Whether the event passed the trigger's condition (and input mapping) "
+        "when it was accepted, so that its run ``run_id`` is started: false when it was "
+        "dropped (the condition was false or failed; counted in ``filtered`` of the "
+        "status). Null for a ``duplicate``, which is not decided again."
+    )
 
 
 class ErrorOut(BaseModel):
     detail: Any
-
-
-# -- the dry run ----------------------------------------------------------------------------
-
-MAX_SAMPLE_EVENTS = 100
-
-
-def _now_iso() -> str:
-    return datetime.now(UTC).isoformat()
-
-
-class SampleEvent(BaseModel):
-    """An event to try a trigger on, shaped like the events the trigger receives."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    id: SafeStr = Field(min_length=1, max_length=500)
-    key: SafeStr | None = Field(
-        default=None, min_length=1, max_length=500, description="Default: the id."
-    )
-    source: SafeStr = Field(default="dry-run", max_length=500)
-    type: SafeStr = Field(default="dry-run", max_length=500)
-    time: SafeStr = Field(default_factory=_now_iso, max_length=100, description="Default: now.")
-    subject: SafeStr | None = Field(default=None, max_length=500)
-    data: Annotated[Any, AfterValidator(json_safe)] = None
-    headers: dict[SafeStr, SafeStr] = Field(default_factory=dict)
-
-
-class DryRunIn(BaseModel):
-    """Either ``events`` (samples) or ``last`` (the trigger's latest accepted events)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    events: list[SampleEvent] | None = Field(default=None, max_length=MAX_SAMPLE_EVENTS)
-    last: int | None = Field(default=None, ge=1, le=20)
-
-    @model_validator(mode="after")
-    def _one_of(self) -> DryRunIn:
-        if (self.events is None) == (self.last is None):
-            raise ValueError("give either events or last")
-        return self
-
-
-class ConditionOut(BaseModel):
-    result: Literal["passed", "dropped", "error"]
-    error: str | None = None
-
-
-class ItemErrorOut(BaseModel):
-    index: int
-    message: str
-
-
-class NodeOut(BaseModel):
-    node_id: str
-    type: str
-    items_in: list[Any]
-    items_out: list[Any]
-    outputs: dict[str, list[Any]]
-    errors: list[ItemErrorOut]
-
-
-class CallOut(BaseModel):
-    node_id: str
-    type: str
-    item_index: int
-    args: dict[str, Any]
-
-
-class GraphPlanOut(BaseModel):
-    executed: list[str] = Field(description="The nodes that would receive items, in order.")
-    nodes: list[NodeOut]
-    calls: list[CallOut] = Field(description="The side effects the run would perform.")
-    error: str | None = None
-
-
-class DryRunResult(BaseModel):
-    event_id: str
-    event_key: str
-    run_id: str = Field(description="The run this event would start (or has started).")
-    would_start: bool
-    condition: ConditionOut = Field(
-        description="The condition's outcome; a failing input mapping is an error here too."
-    )
-    input: Any = Field(
-        default=None, description="For a workflow target: the input the run would get."
-    )
-    graph: GraphPlanOut | None = None
-    data_truncated: bool = Field(
-        default=False,
-        description="The event's data was too large to keep: it was tried with null data.",
-    )
-
-
-class DryRunOut(BaseModel):
-    results: list[DryRunResult]

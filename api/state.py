@@ -11,10 +11,12 @@ from temporalio.client import Client
 from api import control
 from api.batcher import SignalBatcher
 from api.ratelimit import RateLimiter, RecentKeys
-from triggers.crypto import SecretBox
-from triggers.events import Event, EventBatch
-from triggers.models import Trigger
-from triggers.settings import Settings
+from triggers.contracts.names import EVENTS_SIGNAL
+from triggers.contracts.trigger import EventBatch
+from triggers.core.events import Event
+from triggers.infra.crypto import SecretBox
+from triggers.infra.models import Trigger
+from triggers.infra.settings import Settings
 
 
 @dataclass
@@ -36,6 +38,6 @@ class AppState:
             self.client,
             trigger,
             task_queue=self.settings.task_queue,
-            signal="events",
+            signal=EVENTS_SIGNAL,
             arg=EventBatch(events),
         )

@@ -10,19 +10,39 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 
-from triggers.conditions import Compiled, ExpressionError, compile_expression
-from triggers.graph import Graph, GraphError, parse_graph
+from api.schemas import TargetIn
+from api.text import JSON_VALUE_ERROR
+from triggers.core.conditions import Compiled, ExpressionError, compile_expression
+from triggers.core.graph import Graph, GraphError, parse_graph
 from triggers.providers import ProviderInfo, UnknownProvider, get_provider, provider_names
 
 
+def _shown(part: Any, limit: int = 200) -> str:
+    """A location part or message fit for a JSON response: lone surrogates (which JSON
+    responses cannot carry) replaced, and cut to ``limit`` characters (keys are user input)."""
+    text = str(part)
+    if len(text) > limit:
+        text = text[:limit] + "..."
+    return text.encode("utf-8", "replace").decode("utf-8")
+
+
 def clean_errors(errors: Iterable[Any]) -> list[dict[str, Any]]:
-    """Keep location, message and type; drop ``input`` and ``ctx``, which can echo secrets."""
+    """Keep location, message and type; drop ``input`` and ``ctx``, which can echo secrets.
+    A refused value inside free-form JSON gets its path appended to the location."""
     out = []
     for err in errors:
         if isinstance(err, Mapping):
-            loc = [str(p) if not isinstance(p, int) else p for p in err.get("loc", ())]
+            raw = list(err.get("loc", ()))
+            ctx = err.get("ctx") or {}
+            if err.get("type") == JSON_VALUE_ERROR and isinstance(ctx, Mapping):
+                raw.extend(ctx.get("path", ()))
+            loc = [p if isinstance(p, int) else _shown(p) for p in raw]
             out.append(
-                {"loc": loc, "msg": str(err.get("msg", "")), "type": str(err.get("type", ""))}
+                {
+                    "loc": loc,
+                    "msg": _shown(err.get("msg", ""), 1000),
+                    "type": str(err.get("type", "")),
+                }
             )
     return out
 
@@ -61,7 +81,9 @@ def validate_secrets(info: ProviderInfo, secrets: Mapping[str, str | None]) -> N
     for name, value in secrets.items():
         if not info.allows_secret(name):
             names = sorted(info.allowed_secrets)
-            if info.secret_pattern:
+            if info.secret_pattern_help:
+                names.append(f"names of {info.secret_pattern_help}")
+            elif info.secret_pattern:
                 names.append(f"names matching {info.secret_pattern}")
             allowed = ", ".join(names) or "none"
             raise invalid(
@@ -93,3 +115,14 @@ def graph_or_422(data: Any, loc: Sequence[str | int] = ("body", "graph")) -> Gra
         return parse_graph(data)
     except GraphError as err:
         raise invalid((*loc, *err.loc), str(err), "graph") from None
+
+
+def check_target(target: TargetIn) -> None:
+    """Expressions in a target are checked here, once: a workflow target's input mapping,
+    and a graph's node types, expressions, edges and acyclicity (the 422 names the node).
+    The stored graph is the normalised one the run executes."""
+    if target.input is not None:
+        expression_or_422(target.input, ("body", "target", "input"))
+    if target.kind == "graph":
+        graph = graph_or_422(target.graph, loc=("body", "target", "graph"))
+        target.graph = graph.model_dump(mode="json")

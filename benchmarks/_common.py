@@ -20,10 +20,8 @@ import importlib
 import json
 import math
 import os
-import random
 import shutil
 import signal
-import socket
 import subprocess
 import time
 import uuid
@@ -38,17 +36,18 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 import triggers
-from triggers import store
-from triggers.crypto import SecretBox
-from triggers.db import make_engine, session_factory, upgrade
-from triggers.devserver import _parent_death_hook, free_port
-from triggers.settings import Settings
+from triggers.infra import store
+from triggers.infra.crypto import SecretBox
+from triggers.infra.db import make_engine, session_factory, upgrade
+from triggers.infra.settings import Settings
+from workers.devserver import _parent_death_hook
+from workers.ports import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 STARTUP_TIMEOUT = 120.0
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 # Set (to "1") once the script runs in a network namespace of its own; any other value keeps
-# it on the host network (then ports come from below the ephemeral range).
+# it on the host network (then ports come from outside the ephemeral range).
 NETNS_ENV = "TRIGGERS_BENCH_NETNS"
 # The baseline's workflow lives in a module of its own, written to the temp dir: the sandbox
 # re-runs a workflow's whole module for every run, and re-running a benchmark script would
@@ -89,8 +88,9 @@ def isolate_network() -> None:
     flag controls, picked from the kernel's ephemeral range; so do other engineers' test
     servers on the same machine. In a namespace of its own nothing else can take them. It
     needs root or unprivileged user namespaces (``unshare -rn``); without either, ports we
-    choose come from below the ephemeral range (``bench_port``). Call it first in ``main``,
-    before anything starts; the process keeps its pid, so signals reach it as before.
+    choose come from outside the ephemeral range (``workers.ports.free_port``, as
+    everywhere). Call it first in ``main``, before anything starts; the process keeps its
+    pid, so signals reach it as before.
     """
     if os.environ.get(NETNS_ENV) is not None or sys.platform != "linux":
         return
@@ -104,30 +104,12 @@ def isolate_network() -> None:
                 argv = [unshare, *flags, "--", "sh", "-c", up, sys.executable, *sys.orig_argv[1:]]
                 os.execv(unshare, argv)
     os.environ[NETNS_ENV] = "host"
-    log("no network namespace (unshare -n failed): ports from below the ephemeral range")
+    log("no network namespace (unshare -n failed): ports from outside the ephemeral range")
 
 
 def network() -> str:
     """Where this benchmark's servers listen: ``own-namespace`` or ``host``."""
     return "own-namespace" if os.environ.get(NETNS_ENV) == "1" else "host"
-
-
-def bench_port() -> int:
-    """A free TCP port on 127.0.0.1 for a server of ours: any in our own network namespace;
-    on the host one below ``ip_local_port_range``, which the kernel never hands out by itself
-    (so the dev server's own internal ports and other processes' ephemeral ones miss it)."""
-    if os.environ.get(NETNS_ENV) == "1":
-        return free_port()
-    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    for _ in range(200):
-        port = random.randrange(10_000, low) if low > 10_100 else free_port()
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port below the ephemeral range")
 
 
 def percentiles(seconds: list[float]) -> dict[str, float | None]:
@@ -332,7 +314,7 @@ async def start_product(
             key = await store.create_api_key(session, user=user, name="bench")
     finally:
         await engine.dispose()
-    port, queue = bench_port(), f"triggers-bench-{uuid.uuid4().hex[:8]}"
+    port, queue = free_port(), f"triggers-bench-{uuid.uuid4().hex[:8]}"
     full_env = {
         "TRIGGERS_TEMPORAL_ADDRESS": address,
         "TRIGGERS_DATABASE_URL": db_url,

@@ -16,12 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from _common import Procs, bench_port, log, start_product, wait_pollers
+from _common import Procs, log, start_product, wait_pollers
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-from triggers import signatures
-from triggers.devserver import DevServer
+from triggers.core import signatures
+from workers.devserver import DevServer
+from workers.ports import free_port
 
 SECRET = "bench-signing-secret-0001"
 # Out of the way: the benchmarks measure intake and run starts, not the limiter.
@@ -68,7 +69,7 @@ async def bench_stack(
             else:
                 persistence = "sqlite-file" if db_file else "in-memory"
                 server = DevServer(
-                    port=bench_port(),
+                    port=free_port(),
                     headless=True,
                     db_filename=tmp / "temporal.db" if db_file else None,
                     log_file=tmp / "t.log",
@@ -105,6 +106,12 @@ async def create_github_trigger(http: httpx.AsyncClient, api_key: str, name: str
     if resp.status_code != 201:
         raise RuntimeError(f"creating the trigger: {resp.status_code} {resp.text[:300]}")
     return str(resp.json()["id"])
+
+
+def runs_query(tid: str) -> str:
+    """The visibility query for a trigger's runs (its trigger workflow has the same
+    ``TriggerId``; the benchmarks' triggers start the built-in ``RunWorkflow``)."""
+    return f'TriggerId="{tid}" AND WorkflowType="RunWorkflow"'
 
 
 def auth(api_key: str) -> dict[str, str]:

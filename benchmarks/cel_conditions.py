@@ -1,5 +1,5 @@
 """Time CEL compile and evaluation for a typical condition and a small plan, and what the
-evaluation budget costs (``triggers.cel_budget``) next to celpy's own interpreter and to a
+evaluation budget costs (``triggers.core.cel_budget``) next to celpy's own interpreter and to a
 ``sys.settrace`` budget; prints JSON.
 
 Run from the repository root: ``.venv/bin/python -m benchmarks.cel_conditions [--n 2000]``.
@@ -19,7 +19,7 @@ from typing import Any
 import celpy
 from celpy import celtypes
 
-from triggers.conditions import (
+from triggers.core.conditions import (
     EVALUATION_BUDGET_SECONDS,
     TriggerInfo,
     compile_expression,
@@ -27,8 +27,8 @@ from triggers.conditions import (
     evaluate_condition,
     event_activation,
 )
-from triggers.events import Event
-from triggers.graph import items_of, parse_graph, plan
+from triggers.core.events import Event
+from triggers.core.graph import items_of, parse_graph, plan
 
 CONDITION = (
     'event.data.ref == "refs/heads/main" && event.headers["x-github-event"] == "push"'

@@ -20,10 +20,11 @@ from collections.abc import Callable
 from typing import Any
 
 from tests.test_graph_scale import largest_graph
-from triggers.conditions import TriggerInfo
-from triggers.events import Event
-from triggers.graph import Graph, items_of, parse_graph, plan
-from triggers.graph_steps import NodeDone, PlanGraphInput, plan_step
+from triggers.contracts.run import NodeDone, PlanGraphInput
+from triggers.core.conditions import TriggerInfo
+from triggers.core.events import Event
+from triggers.core.graph import Graph, items_of, parse_graph, plan
+from triggers.core.graph_steps import plan_step
 
 TRIGGER = TriggerInfo("t-1", "bench", "webhook")
 DEADLOCK_SECONDS = 2.0
@@ -62,12 +63,12 @@ def run_steps(graph: dict[str, Any], ev: Event) -> int:
     visits = 0
     while True:
         step, planner = plan_step(inp, planner)
-        visits += sum(o.items_in for o in step.outcomes)
+        visits += sum(len(run.items_in) for run in step.finished)
         if step.waiting is None:
             return visits
         inp.done = [*inp.done, NodeDone(step.waiting, None)]
         inp.calls_made += len(step.calls)
-        inp.outcomes_known += len(step.outcomes)
+        inp.outcomes_known += len(step.finished)
 
 
 def old_planning(graph: Graph, ev: Event) -> None:

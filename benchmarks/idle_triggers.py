@@ -41,7 +41,7 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 from temporalio.service import RPCError
 
-from triggers.devserver import DevServer
+from workers.devserver import DevServer
 
 TARGET_RSS_MIB = 1024.0
 TARGET_CPU_PCT = 10.0

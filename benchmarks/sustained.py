@@ -41,13 +41,14 @@ from _stack import (
     github_delivery,
     history_per_run,
     run_starts,
+    runs_query,
     trigger_history,
     trigger_status,
 )
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
 
-from triggers.events import Event
-from workflows.types import RUN_WORKFLOW_TYPE, TRIGGER_ID
+from triggers.contracts.names import RUN_WORKFLOW_TYPE, TRIGGER_ID
+from triggers.core.events import Event
 
 TARGET_RATIO = 0.95  # runs started / accepted, every minute after the first
 TARGET_P99_S = 5.0  # receipt (request sent) -> run start
@@ -126,7 +127,7 @@ async def phase_baseline(stack: Stack, args: argparse.Namespace) -> dict[str, An
     t0, tasks, sched = await open_loop(calls, fire)
     await asyncio.gather(*tasks)
     accepted = [c.key for c in calls if c.ok]
-    query = f'TriggerId="{bid}"'
+    query = runs_query(bid)
     # Let the runs finish, so the webhook phase starts on a quiet worker.
     done = await wait_counts(
         stack, {f'{query} AND ExecutionStatus="Completed"': len(accepted)}, args.drain_timeout
@@ -211,12 +212,12 @@ async def phase_webhooks(
     accepted = {t: [c.key for c in calls if c.ok and c.key.startswith(f"run:{t}:")] for t in tids}
     log(f"webhooks: sent; {sum(map(len, accepted.values()))} accepted; waiting for the backlog")
     drained = await wait_counts(
-        stack, {f'TriggerId="{t}"': len(keys) for t, keys in accepted.items()}, args.drain_timeout
+        stack, {runs_query(t): len(keys) for t, keys in accepted.items()}, args.drain_timeout
     )
     drain_s = round(time.time() - send_end, 1)
     starts: dict[str, datetime] = {}
     for t, keys in accepted.items():
-        starts |= await run_starts(stack.client, f'TriggerId="{t}"', keys, limit=2 * len(keys) + 10)
+        starts |= await run_starts(stack.client, runs_query(t), keys, limit=2 * len(keys) + 10)
     histories = [await trigger_history(stack.client, t) for t in tids]
     expected = {k for keys in accepted.values() for k in keys}
     last_start = max((v.timestamp() for v in starts.values()), default=send_end)

@@ -38,6 +38,7 @@ from _stack import (
     create_github_trigger,
     github_delivery,
     history_per_run,
+    runs_query,
     trigger_history,
 )
 from temporalio.client import Client, WorkflowExecution
@@ -143,7 +144,7 @@ async def phase_webhooks(
     log(f"(b) webhooks: sending {n} signed deliveries with {c} senders to trigger {tid}")
     try:
         t0, accepted_s = await fan_out(n, c, send)
-        wfs, stats = await settle(client, f'TriggerId="{tid}"', n, args.timeout, t0)
+        wfs, stats = await settle(client, runs_query(tid), n, args.timeout, t0)
         # Before the delete: disabling adds the trigger workflow's closing events.
         history = history_per_run([await trigger_history(client, tid)], len(wfs))
     finally:

@@ -8,9 +8,9 @@ from alembic import context
 from sqlalchemy.engine import Connection
 from sqlmodel import SQLModel
 
-import triggers.models  # noqa: F401  (registers the tables on SQLModel.metadata)
-from triggers.db import make_engine
-from triggers.settings import get_settings
+import triggers.infra.models  # noqa: F401  (registers the tables on SQLModel.metadata)
+from triggers.infra.db import make_engine
+from triggers.infra.settings import get_settings
 
 target_metadata = SQLModel.metadata
 

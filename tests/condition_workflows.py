@@ -9,9 +9,9 @@ from typing import Any
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from triggers.conditions import TriggerInfo, compile_expression
-    from triggers.events import Event
-    from triggers.graph import dry_run, parse_graph
+    from triggers.core.conditions import TriggerInfo, compile_expression
+    from triggers.core.events import Event
+    from triggers.core.graph import dry_run, parse_graph
 
 
 @dataclass

@@ -14,16 +14,17 @@ from typing import Any, TypeVar
 import asyncpg
 import httpx
 import pytest
+from fastapi import FastAPI
 from pydantic import SecretStr
 from temporalio.client import Client
 from temporalio.worker import Worker
 
 from api.app import create_app
-from triggers import store
-from triggers.crypto import SecretBox
-from triggers.db import make_engine, session_factory, upgrade
-from triggers.devserver import DevServer
-from triggers.settings import Settings
+from triggers.infra import store
+from triggers.infra.crypto import SecretBox
+from triggers.infra.db import make_engine, session_factory, upgrade
+from triggers.infra.settings import Settings
+from workers.devserver import DevServer
 from workers.main import build_worker
 
 CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -145,6 +146,8 @@ class Stack:
     alice: dict[str, str]
     bob: dict[str, str]
     carol: dict[str, str]
+    # The app behind ``http``, its lifespan entered (to serve it over a real socket too).
+    app: FastAPI | None = None
 
     async def create_trigger(
         self, body: dict[str, Any], user: dict[str, str] | None = None
@@ -153,6 +156,15 @@ class Stack:
         assert r.status_code == 201, r.text
         data: dict[str, Any] = r.json()
         return data
+
+    async def claim_queues(self, *queues: str, user: dict[str, str] | None = None) -> None:
+        """Add task queues to the user's claims: workflow targets need one (README)."""
+        who = user or self.alice
+        me = await self.http.get("/api/me", headers=who)
+        assert me.status_code == 200, me.text
+        wanted = [*me.json()["claimed_task_queues"], *queues]
+        r = await self.http.put("/api/me/task-queues", json={"queues": wanted}, headers=who)
+        assert r.status_code == 200, r.text
 
 
 @asynccontextmanager
@@ -177,7 +189,7 @@ async def make_stack(
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
-            yield Stack(http, client, settings, keys["alice"], keys["bob"], keys["carol"])
+            yield Stack(http, client, settings, keys["alice"], keys["bob"], keys["carol"], app)
 
 
 @asynccontextmanager

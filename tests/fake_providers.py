@@ -8,7 +8,7 @@ from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
-from triggers.events import Event
+from triggers.core.events import Event
 from triggers.providers import ProviderInfo, register
 from triggers.providers.base import (
     EventSink,

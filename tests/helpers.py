@@ -8,7 +8,8 @@ from typing import Any
 import httpx
 from temporalio.client import Client
 
-from triggers import signatures
+from triggers.contracts.names import TRIGGER_WORKFLOW_TYPE
+from triggers.core import signatures
 
 SECRET = "hunter2-super-secret-value-0001"
 
@@ -44,10 +45,16 @@ def github_trigger(name: str = "gh", secret: str = SECRET, **config: Any) -> dic
     }
 
 
+def runs_query(trigger_id: str) -> str:
+    """The visibility query for a trigger's runs: the trigger workflow carries the same
+    ``TriggerId``; its workflow type tells it apart."""
+    return f'TriggerId="{trigger_id}" AND WorkflowType != "{TRIGGER_WORKFLOW_TYPE}"'
+
+
 async def runs_of(client: Client, trigger_id: str) -> list[str]:
     """IDs of the runs Temporal lists for a trigger (by the TriggerId search attribute)."""
-    return [wf.id async for wf in client.list_workflows(f'TriggerId="{trigger_id}"')]
+    return [wf.id async for wf in client.list_workflows(runs_query(trigger_id))]
 
 
 async def count_runs(client: Client, trigger_id: str) -> int:
-    return (await client.count_workflows(f'TriggerId="{trigger_id}"')).count
+    return (await client.count_workflows(runs_query(trigger_id))).count

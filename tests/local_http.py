@@ -12,6 +12,8 @@ import uvicorn
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from workers.ports import bind_free_port
+
 Handler = Callable[[Request], Awaitable[Response] | Response]
 
 
@@ -59,8 +61,10 @@ class LocalServer:
     async def start(self) -> None:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", self.port))
-        self.port = sock.getsockname()[1]
+        if self.port:
+            sock.bind(("127.0.0.1", self.port))
+        else:  # outside the ephemeral range, like every port our tests pick
+            self.port = bind_free_port(sock)
         config = uvicorn.Config(
             self._app, interface="asgi3", log_level="warning", lifespan="off", access_log=False
         )

@@ -10,7 +10,8 @@ from typing import Any
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from triggers.payload_contracts import LOAD_PAYLOAD, LoadPayloadInput, LoadPayloadResult
+    from triggers.contracts.names import LOAD_PAYLOAD_ACTIVITY
+    from triggers.contracts.payloads import LoadPayloadInput, LoadPayloadResult
 
 
 @dataclass
@@ -24,7 +25,7 @@ class LoadsPayload:
     @workflow.run
     async def run(self, inp: LoadsPayloadInput) -> Any:
         result = await workflow.execute_activity(
-            LOAD_PAYLOAD,
+            LOAD_PAYLOAD_ACTIVITY,
             LoadPayloadInput(ref=inp.ref),
             task_queue=inp.triggers_queue,
             result_type=LoadPayloadResult,

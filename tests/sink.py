@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
-from triggers.events import Event
+from triggers.core.events import Event
 from triggers.providers.base import Cursor, SourceStop
 
 

@@ -8,8 +8,8 @@ import uuid
 import pytest
 
 from api.batcher import SignalBatcher
-from triggers.events import Event
-from triggers.models import Trigger
+from triggers.core.events import Event
+from triggers.infra.models import Trigger
 
 
 def _event(key: str) -> Event:

@@ -16,7 +16,7 @@ from temporalio.worker import Worker
 from tests.conftest import Stack, eventually, stack_with_worker
 from tests.helpers import count_runs, github_trigger, post_github
 from tests.user_workflows import UserEcho
-from triggers.events import CLAIM_CHECK_BYTES, run_workflow_id, trigger_workflow_id
+from triggers.core.events import CLAIM_CHECK_BYTES, run_workflow_id, trigger_workflow_id
 from workflows.trigger import CONTINUE_AT_BYTES, CONTINUE_AT_LENGTH
 
 # The bound this test holds every run of the trigger workflow to (README "Bounds"):
@@ -35,6 +35,7 @@ async def cc_stack(sqlite_url: str, client: Client, secret_keys: str) -> AsyncIt
         webhook_rate_limit_per_second=100_000.0,
         webhook_rate_limit_burst=100_000,
     ) as stack:
+        await stack.claim_queues(f"user-{stack.settings.task_queue}")
         async with Worker(
             client, task_queue=f"user-{stack.settings.task_queue}", workflows=[UserEcho]
         ):

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from triggers.devserver import DevServer, free_port
+from workers.devserver import DevServer, free_port
 
 CASES = [
     pytest.param("", "TRIGGERS_SECRET_KEYS is not set: give one or more Fernet keys", id="unset"),

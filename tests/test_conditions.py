@@ -18,7 +18,7 @@ from temporalio.worker import Worker
 
 from api.validation import clean_errors, expression_or_422
 from tests.condition_workflows import ConditionProbe, ProbeInput, ProbeResult
-from triggers.conditions import (
+from triggers.core.conditions import (
     MAX_EXPRESSION_LENGTH,
     ConditionOutcome,
     EvaluationError,
@@ -28,7 +28,7 @@ from triggers.conditions import (
     evaluate_condition,
     event_activation,
 )
-from triggers.events import Event
+from triggers.core.events import Event
 
 TRIGGER = TriggerInfo(id="t-1", name="deploys", provider="webhook")
 PUSH = Event(
@@ -207,15 +207,17 @@ def test_invalid_condition_answers_422_with_message_and_position() -> None:
 
 PROBE = """
 import json, sys
-from triggers.conditions import TriggerInfo, compile_expression, ExpressionError, evaluate_condition
-from triggers.events import Event
+from triggers.core.conditions import (
+    TriggerInfo, compile_expression, ExpressionError, evaluate_condition,
+)
+from triggers.core.events import Event
 ev = Event(id="e", key="k", source="s", type="t", time="2024-01-01T00:00:00Z",
            data={"labels": {"zeta": 1, "alpha": 2, "mid": 3, "beta": 4}})
 act_expr = compile_expression(
     '{"keys": event.data.labels.map(k, k), "first": event.data.labels.map(k, k)[0],'
     ' "m": {"c": 1, "a": 2, "b": 3}}'
 )
-from triggers.conditions import event_activation
+from triggers.core.conditions import event_activation
 out = act_expr.evaluate(event_activation(ev, TriggerInfo("t", "n", "p")))
 try:
     compile_expression("a # b")

@@ -12,11 +12,11 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.worker import Worker
 
 from tests.conftest import Stack, eventually, stack_with_worker
-from tests.helpers import count_runs, github_trigger, post_github
+from tests.helpers import count_runs, github_trigger, post_github, runs_query
 from tests.user_workflows import HeldRun
-from triggers.db import upgrade
-from triggers.devserver import DevServer
-from triggers.events import run_workflow_id, trigger_workflow_id
+from triggers.core.events import run_workflow_id, trigger_workflow_id
+from triggers.infra.db import upgrade
+from workers.devserver import DevServer
 
 
 @pytest.fixture
@@ -37,6 +37,7 @@ async def can_stack(tmp_path: Path, secret_keys: str) -> AsyncIterator[tuple[Sta
             webhook_rate_limit_burst=100_000,
         ) as stack:
             user_queue = f"user-{stack.settings.task_queue}"
+            await stack.claim_queues(user_queue)
             async with Worker(client, task_queue=user_queue, workflows=[HeldRun]):
                 yield stack, user_queue
     finally:
@@ -90,7 +91,7 @@ async def test_dedup_and_in_flight_runs_survive_continue_as_new(
         return await count_runs(s.client, tid) == len(sent)
 
     await eventually(all_runs, timeout=30)
-    ids = sorted([wf.id async for wf in s.client.list_workflows(f'TriggerId="{tid}"')])
+    ids = sorted([wf.id async for wf in s.client.list_workflows(runs_query(tid))])
     assert ids == sorted(run_workflow_id(tid, d) for d in sent)
     assert s_before["continued_as_new"] >= 2
 
@@ -122,7 +123,7 @@ async def test_a_backlog_is_carried_and_spilled_never_waited_for(
         return await count_runs(s.client, tid) == n
 
     await eventually(all_ran, timeout=180, interval=0.5)
-    ids = [wf.id async for wf in s.client.list_workflows(f'TriggerId="{tid}"')]
+    ids = [wf.id async for wf in s.client.list_workflows(runs_query(tid))]
     assert len(set(ids)) == n
     activities: set[str] = set()
     statuses = []
@@ -169,7 +170,7 @@ async def test_the_overlap_guard_holds_across_continue_as_new(
         return bool(st["continued_as_new"] > before and st["skipped"] >= 4)
 
     await eventually(skipped_in_new_run, timeout=60, interval=0.5)
-    runs = [wf.id async for wf in s.client.list_workflows(f'TriggerId="{tid}"')]
+    runs = [wf.id async for wf in s.client.list_workflows(runs_query(tid))]
     assert len(runs) == 1, runs  # the held run only: every later slot was skipped
     await s.client.get_workflow_handle(runs[0]).signal(HeldRun.release)
 
@@ -178,7 +179,7 @@ async def test_the_overlap_guard_holds_across_continue_as_new(
 
     await eventually(second_run, timeout=30, interval=0.5)
     await s.http.post(f"/api/triggers/{tid}/disable", headers=s.alice)
-    for wf_id in [wf.id async for wf in s.client.list_workflows(f'TriggerId="{tid}"')]:
+    for wf_id in [wf.id async for wf in s.client.list_workflows(runs_query(tid))]:
         handle = s.client.get_workflow_handle(wf_id)
         if (await handle.describe()).status == WorkflowExecutionStatus.RUNNING:
             await handle.signal(HeldRun.release)

@@ -16,7 +16,7 @@ from temporalio.client import Client
 from tests.conftest import Stack, eventually, make_stack
 from tests.helpers import count_runs, runs_of
 from tests.worker_proc import WorkerProcess
-from triggers.devserver import DevServer
+from workers.devserver import DevServer
 
 
 @dataclass

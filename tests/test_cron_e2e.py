@@ -59,6 +59,7 @@ async def test_overlap_skip_drops_slots_while_a_run_is_still_running(
         "config": {"cron": "* * * * * *", "overlap": "skip"},
         "target": {"kind": "workflow", "workflow_type": "HeldRun", "task_queue": queue},
     }
+    await s.claim_queues(queue)
     async with Worker(s.client, task_queue=queue, workflows=[HeldRun]):
         tid = (await s.create_trigger(body))["id"]
 

@@ -16,16 +16,16 @@ from pydantic import ValidationError
 
 from api.validation import validate_config
 from tests.sink import MemorySink
-from triggers.providers import get_provider
-from triggers.providers.base import ProviderConfigError, SourceContext, SourceStop
-from triggers.providers.cron import MAX_WAIT_SECONDS, CronConfig, CronProvider
-from triggers.schedule import (
+from triggers.core.schedule import (
     CronSchedule,
     MissingTime,
     RepeatedTime,
     slots_between,
     wall_instants,
 )
+from triggers.providers import get_provider
+from triggers.providers.base import ProviderConfigError, SourceContext, SourceStop
+from triggers.providers.cron import MAX_WAIT_SECONDS, CronConfig, CronProvider
 
 CONTEXT = SourceContext(trigger_id="t-1", trigger_name="tick", owner="alice")
 BERLIN = ZoneInfo("Europe/Berlin")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 
 from api.dryrun import try_events
-from triggers.conditions import (
+from triggers.core.conditions import (
     ConditionOutcome,
     TriggerInfo,
     compile_expression,
@@ -13,8 +13,8 @@ from triggers.conditions import (
     decide_run,
     evaluate_condition,
 )
-from triggers.events import Event
-from triggers.models import Trigger
+from triggers.core.events import Event
+from triggers.infra.models import Trigger
 
 INFO = TriggerInfo(id="t-1", name="shop", provider="webhook")
 

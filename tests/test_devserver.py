@@ -1,4 +1,4 @@
-"""Tests for :mod:`triggers.devserver` against real ``temporal server start-dev`` processes."""
+"""Tests for :mod:`workers.devserver` against real ``temporal server start-dev`` processes."""
 
 from __future__ import annotations
 
@@ -15,7 +15,9 @@ from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
 from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 from temporalio.client import Client, WorkflowExecutionStatus
 
-from triggers.devserver import SEARCH_ATTRIBUTES, DevServer, free_port, temporal_binary
+from triggers.contracts.names import SEARCH_ATTRIBUTES
+from workers.devserver import DevServer, temporal_binary
+from workers.ports import bind_free_port, free_port
 
 START_TIMEOUT = 30.0
 
@@ -134,9 +136,8 @@ async def test_ui_answers_http(tmp_path: Path) -> None:
 async def test_exit_on_busy_port_reports_log_tail(tmp_path: Path) -> None:
     log = tmp_path / "server.log"
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as busy:
-        busy.bind(("127.0.0.1", 0))
+        port = bind_free_port(busy)
         busy.listen()
-        port = busy.getsockname()[1]
         server = DevServer(headless=True, port=port, log_file=log)
         started = time.monotonic()
         with pytest.raises(RuntimeError, match="exited early") as info:

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from api.app import create_app
-from triggers.settings import Settings
+from triggers.infra.settings import Settings
 
 URL = re.compile(r"""(?:src|href|spec-url)=["']([^"']+)["']|url:\s*'([^']+)'""")
 TYPES = {".js": "javascript", ".css": "text/css", ".png": "image/png", ".json": "json"}

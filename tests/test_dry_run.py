@@ -13,7 +13,7 @@ from api.control import run_exists
 from tests.conftest import Stack, eventually
 from tests.helpers import github_body, github_trigger, post_github
 from tests.user_workflows import UserEcho
-from triggers.events import run_workflow_id, trigger_workflow_id
+from triggers.core.events import run_workflow_id, trigger_workflow_id
 from workflows.run import RunWorkflow
 from workflows.trigger import TriggerWorkflow
 
@@ -134,6 +134,7 @@ async def test_workflow_target_input_mapping(sqlite_stack: Stack) -> None:
         "task_queue": queue,
         "input": mapping,
     }
+    await s.claim_queues(queue)
     trigger = await s.create_trigger(body)
     tid = trigger["id"]
     assert trigger["target"]["input"] == mapping
@@ -177,6 +178,7 @@ async def test_workflow_target_without_mapping_shows_the_event(sqlite_stack: Sta
     s = sqlite_stack
     body = github_trigger()
     body["target"] = {"kind": "workflow", "workflow_type": "UserEcho", "task_queue": "q"}
+    await s.claim_queues("q")
     tid = (await s.create_trigger(body))["id"]
     (r,) = await dry_run(s, tid, {"events": [{"id": "x", "data": {"ref": "r"}}]})
     assert r["input"]["key"] == "x" and r["input"]["data"] == {"ref": "r"}

@@ -10,9 +10,9 @@ import pytest
 from fastapi.exceptions import RequestValidationError
 
 from api.validation import clean_errors, graph_or_422
-from triggers.conditions import ConditionOutcome, TriggerInfo, compile_expression
-from triggers.events import Event
-from triggers.graph import (
+from triggers.core.conditions import ConditionOutcome, TriggerInfo, compile_expression
+from triggers.core.events import Event
+from triggers.core.graph import (
     Call,
     Graph,
     GraphError,

@@ -20,9 +20,9 @@ from tests.helpers import github_body, github_trigger, post_github
 from tests.local_http import LocalServer
 from tests.test_source_runtime import src_stack  # noqa: F401  (fixture)
 from tests.user_workflows import GraphChild
-from triggers.events import run_workflow_id
+from triggers.contracts.run import RunResult
+from triggers.core.events import run_workflow_id
 from workflows.run import RunWorkflow
-from workflows.types import RunResult
 
 
 @pytest.fixture
@@ -245,6 +245,7 @@ async def test_start_workflow_node_starts_a_user_workflow(
         ],
         "edges": [{"source": "start", "target": "report"}],
     }
+    await s.claim_queues(queue)
     tid = (await s.create_trigger(graph_trigger(graph)))["id"]
     async with Worker(s.client, task_queue=queue, workflows=[GraphChild]):
         assert (await post_github(s.http, tid, delivery="g-child")).status_code == 202

@@ -27,12 +27,12 @@ from tests.conftest import Stack, eventually, stack_with_worker
 from tests.helpers import post_github
 from tests.local_http import LocalServer
 from tests.test_graph_e2e import allow_local, graph_trigger, http_node
-from triggers.conditions import MAX_EXPRESSION_LENGTH
-from triggers.events import run_workflow_id
-from triggers.graph import MAX_EDGES, MAX_GRAPH_BYTES, MAX_NODES, MAX_VISITS
+from triggers.contracts.run import RunResult
+from triggers.core.conditions import MAX_EXPRESSION_LENGTH
+from triggers.core.events import run_workflow_id
+from triggers.core.graph import MAX_EDGES, MAX_GRAPH_BYTES, MAX_NODES, MAX_VISITS
 from workflows.run import RunWorkflow
 from workflows.trigger import TriggerWorkflow
-from workflows.types import RunResult
 
 HISTORIES = Path(__file__).parent / "histories"
 ITEMS = [{"i": i, "repository": {"full_name": "acme/app"}} for i in range(5)]

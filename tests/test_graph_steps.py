@@ -1,20 +1,16 @@
-"""Planning a graph run step by step (``triggers.graph_steps``), without Temporal: kept
+"""Planning a graph run step by step (``triggers.core.graph_steps``), without Temporal: kept
 planners and fresh ones give the same steps, and planning is bounded."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from triggers.conditions import TriggerInfo
-from triggers.events import Event
-from triggers.graph import MAX_NODE_ITEMS, Planner, items_of, parse_graph, plan
-from triggers.graph_steps import (
-    GRAPH_LIMIT,
-    NodeDone,
-    PlanGraphInput,
-    PlanGraphResult,
-    plan_step,
-)
+from triggers.contracts.names import GRAPH_LIMIT
+from triggers.contracts.run import NodeDone, PlanGraphInput, PlanGraphResult
+from triggers.core.conditions import TriggerInfo
+from triggers.core.events import Event
+from triggers.core.graph import MAX_NODE_ITEMS, Planner, items_of, parse_graph, plan
+from triggers.core.graph_steps import plan_step
 
 TRIGGER = TriggerInfo(id="t1", name="steps", provider="webhook")
 GRAPH: dict[str, Any] = {
@@ -38,13 +34,21 @@ def event(items: list[Any]) -> Event:
     return Event(id="e1", key="e1", source="s", type="t", time="2024-05-01T00:00:00Z", data=items)
 
 
+def step_of(
+    inp: PlanGraphInput, planner: Planner | None = None, *, budget_seconds: float | None = None
+) -> tuple[PlanGraphResult, Planner | None]:
+    """A step as the activity answers it (the core's step in the contract's result)."""
+    step, kept = plan_step(inp, planner, budget_seconds=budget_seconds)
+    return PlanGraphResult.of(step), kept
+
+
 def run_steps(items: list[Any], *, keep: bool) -> list[PlanGraphResult]:
     """Every step of a run, answering each http call with status 200 for even items."""
     inp = PlanGraphInput(graph=GRAPH, event=event(items), trigger=TRIGGER)
     planner: Planner | None = None
     steps = []
     while True:
-        step, kept = plan_step(inp, planner if keep else None)
+        step, kept = step_of(inp, planner if keep else None)
         planner = kept
         steps.append(step)
         if step.waiting is None or step.error:
@@ -84,7 +88,7 @@ def test_a_fresh_planner_gives_the_same_steps_as_a_kept_one() -> None:
 
 
 def test_a_node_taking_too_many_items_fails_the_run_naming_it() -> None:
-    step, kept = plan_step(
+    step, kept = step_of(
         PlanGraphInput(graph=GRAPH, event=event(list(range(MAX_NODE_ITEMS + 1))), trigger=TRIGGER)
     )
     assert kept is None and step.error_type == GRAPH_LIMIT
@@ -96,7 +100,7 @@ def test_a_node_taking_too_many_items_fails_the_run_naming_it() -> None:
 
 def test_a_step_over_its_cpu_budget_fails_the_run_naming_the_node() -> None:
     items = [{"i": i} for i in range(2000)]
-    step, kept = plan_step(
+    step, kept = step_of(
         PlanGraphInput(graph=GRAPH, event=event(items), trigger=TRIGGER), budget_seconds=0.01
     )
     assert kept is None and step.error_type == GRAPH_LIMIT

@@ -16,9 +16,9 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from tests.local_http import LocalServer
 from tests.sink import MemorySink
-from triggers.durations import parse_duration
-from triggers.events import Event
-from triggers.net import BlockedAddress
+from triggers.core.durations import parse_duration
+from triggers.core.events import Event
+from triggers.infra.net import BlockedAddress
 from triggers.providers import get_provider, polling
 from triggers.providers.base import (
     Cursor,
@@ -280,6 +280,32 @@ async def test_secret_headers_reach_the_server_but_nothing_else(server: LocalSer
     assert_no_secret(missing.value, SECRET)
 
 
+async def test_secret_names_may_use_upper_case(server: LocalServer) -> None:
+    """``{{secrets.NAME}}`` as the README writes it: any case, matched exactly."""
+    server.handler = lambda r: JSONResponse(
+        [{"id": "x"}] if r.headers.get("x-api-key") == SECRET else []
+    )
+    config = {
+        "url": server.url,
+        "headers": {"X-Api-Key": "{{secrets.API_Token}}"},
+        "start_from": "beginning",
+    }
+    provider = await provider_for(config, secrets={"API_Token": SECRET})
+    sink = await run(provider, PollSink(polls=1))
+    await provider.shutdown()
+    assert keys(sink.events) == ["x"]
+    # Case-sensitive, and the error says so (names only, never a value).
+    with pytest.raises(ProviderConfigError, match="case-sensitive; set: api_token") as caught:
+        await provider_for(config, secrets={"api_token": SECRET})
+    assert_no_secret(caught.value, SECRET)
+
+
+def test_a_bad_secret_name_is_refused_in_words() -> None:
+    bad = {"url": "https://example.com", "headers": {"A": "{{secrets.Bad-Name}}"}}
+    with pytest.raises(ValidationError, match="letters of either case, digits and _"):
+        HttpPollConfig.model_validate(bad)
+
+
 def assert_no_secret(exc: BaseException, secret: str) -> None:
     seen: BaseException | None = exc
     while seen is not None:
@@ -429,7 +455,8 @@ def test_invalid_configs_are_refused(bad: dict[str, Any]) -> None:
 def test_registered_with_user_named_secrets() -> None:
     info = get_provider("http_poll")
     assert info.source is HttpPollProvider and info.config_model is HttpPollConfig
-    assert info.allows_secret("api_token") and not info.allows_secret("API-TOKEN")
+    assert info.allows_secret("api_token") and info.allows_secret("API_TOKEN")
+    assert not info.allows_secret("API-TOKEN") and not info.allows_secret("1token")
     webhook = get_provider("webhook")
     assert webhook.allows_secret("signing_secret") and not webhook.allows_secret("api_token")
 

@@ -11,7 +11,7 @@ from temporalio.client import WorkflowExecutionStatus
 
 from tests.conftest import Stack, eventually
 from tests.helpers import github_body, github_trigger, post_github
-from triggers.events import MAX_KEY_CHARS, bound_key, run_workflow_id
+from triggers.core.events import MAX_KEY_CHARS, bound_key, run_workflow_id
 
 
 async def _status(s: Stack, tid: str) -> dict[str, object]:
@@ -97,14 +97,16 @@ async def test_refused_target_is_recorded_and_the_trigger_goes_on(sqlite_stack: 
     # the start (a refused command fails its workflow task on every retry).
     from sqlmodel import select
 
-    from triggers.db import make_engine, session_factory
-    from triggers.models import Trigger
+    from triggers.infra.db import make_engine, session_factory
+    from triggers.infra.models import TaskQueueGrant, Trigger
 
     engine = make_engine(s.settings.resolved_database_url)
     async with session_factory(engine)() as session:
         row = (await session.exec(select(Trigger).where(Trigger.id == uuid.UUID(tid)))).one()
         row.target = {"kind": "workflow", "workflow_type": "Nope", "task_queue": "/_sys/x"}
         session.add(row)
+        # Allowed as far as the API is concerned: only the server refuses the name.
+        session.add(TaskQueueGrant(task_queue="/_sys/x", user_id=row.user_id))
         await session.commit()
     await engine.dispose()
     r = await s.http.patch(f"/api/triggers/{tid}", json={"name": "refused 2"}, headers=s.alice)

@@ -15,8 +15,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from tests.local_http import LocalServer
-from triggers import net
-from triggers.net import Allowlist, BlockedAddress, blocked_reason, check_url, guarded_client
+from triggers.infra import net
+from triggers.infra.net import Allowlist, BlockedAddress, blocked_reason, check_url, guarded_client
 from triggers.providers.base import ProviderConfigError
 
 REFUSED = [

@@ -25,12 +25,12 @@ from temporalio.worker import Worker
 
 from tests.conftest import eventually
 from tests.payload_workflows import LoadsPayload, LoadsPayloadInput
-from triggers import payloads, store
-from triggers.db import make_engine, session_factory
-from triggers.events import CLAIM_CHECK_BYTES, Event, Verdict
-from triggers.models import EventPayload, Trigger, utcnow
-from triggers.payload_contracts import PAYLOAD_MISSING, PAYLOAD_TOO_LARGE
-from triggers.settings import Settings
+from triggers.contracts.names import PAYLOAD_MISSING, PAYLOAD_TOO_LARGE
+from triggers.core.events import CLAIM_CHECK_BYTES, Event, Verdict
+from triggers.infra import payloads, store
+from triggers.infra.db import make_engine, session_factory
+from triggers.infra.models import EventPayload, Trigger, utcnow
+from triggers.infra.settings import Settings
 from workers.main import build_worker
 from workers.sweeper import payload_sweeper
 

@@ -46,6 +46,12 @@ async def plugin_stack(echo_installed: None, src_stack: Stack) -> AsyncIterator[
 async def test_entry_point_provider_through_the_api(plugin_stack: Stack) -> None:
     s = plugin_stack
     assert "echo" in providers.provider_names()
+    # Published like a built-in: a create member whose config is the plugin's own model.
+    schemas = (await s.http.get("/openapi.json")).json()["components"]["schemas"]
+    mapping = schemas["TriggerCreate"]["discriminator"]["mapping"]
+    member = schemas[mapping["echo"].rsplit("/", 1)[1]]
+    assert member["properties"]["config"]["$ref"] == "#/components/schemas/EchoConfig"
+    assert schemas["EchoConfig"]["properties"]["messages"]["type"] == "array"
     bad = await s.http.post(
         "/api/triggers",
         json={"name": "e", "provider": "echo", "config": {"messages": "not a list"}},

@@ -88,3 +88,21 @@ async def test_private_address_fails_until_allowed_then_polls(
     assert sorted(await runs_of(s.client, tid)) == [f"run:{tid}:{k}" for k in "abc"]
     st = await status_of(s, tid)
     assert st["status"] == "active" and st["cursor"] is not None
+
+
+async def test_secret_names_any_case_and_a_refusal_that_says_the_rule(
+    src_stack: Stack,  # noqa: F811
+) -> None:
+    s = src_stack
+    config = {"url": "https://example.com/items", "headers": {"X-Key": "{{secrets.API_KEY}}"}}
+    body = {"name": "p", "provider": "http_poll", "config": config}
+    created = await s.create_trigger({**body, "secrets": {"API_KEY": "k-1"}})
+    assert created["secret_names"] == ["API_KEY"]
+    r = await s.http.post(
+        "/api/triggers", json={**body, "secrets": {"api-key": "k-1"}}, headers=s.alice
+    )
+    assert r.status_code == 422
+    (err,) = r.json()["detail"]
+    assert err["loc"] == ["body", "secrets", "api-key"]
+    assert "letters of either case, digits and _, starting with a letter" in err["msg"]
+    assert "k-1" not in r.text

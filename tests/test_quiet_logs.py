@@ -18,10 +18,10 @@ from temporalio.client import Client, WorkflowExecutionStatus
 
 from tests.conftest import eventually
 from tests.helpers import github_trigger, post_github
-from triggers import store
-from triggers.db import make_engine, session_factory, upgrade
-from triggers.devserver import DevServer, free_port
-from triggers.events import run_workflow_id
+from triggers.core.events import run_workflow_id
+from triggers.infra import store
+from triggers.infra.db import make_engine, session_factory, upgrade
+from workers.devserver import DevServer, free_port
 
 NOISE = ("Traceback", "never retrieved", "Task was destroyed", "Unhandled")
 

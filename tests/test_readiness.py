@@ -16,8 +16,8 @@ from temporalio.client import Client
 
 from tests.conftest import make_stack
 from tests.helpers import github_trigger
-from triggers.db import upgrade
-from triggers.devserver import DevServer, temporal_binary
+from triggers.infra.db import upgrade
+from workers.devserver import DevServer, temporal_binary
 
 
 @pytest.fixture

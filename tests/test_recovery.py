@@ -14,8 +14,8 @@ from temporalio.client import WorkflowExecutionStatus
 from tests.conftest import Stack, eventually
 from tests.helpers import count_runs, github_trigger, post_github, runs_of
 from tests.test_source_runtime import src_stack, status_of  # noqa: F401  (fixture)
-from triggers.devserver import temporal_binary
-from triggers.events import trigger_workflow_id
+from triggers.core.events import trigger_workflow_id
+from workers.devserver import temporal_binary
 
 
 async def _terminate_with_cli(address: str, workflow_id: str) -> None:

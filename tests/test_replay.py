@@ -17,7 +17,7 @@ from temporalio.worker import Replayer
 
 from tests.conftest import Stack, eventually
 from tests.helpers import github_trigger, post_github
-from triggers.events import trigger_workflow_id
+from triggers.core.events import trigger_workflow_id
 from workflows.run import RunWorkflow
 from workflows.trigger import TriggerWorkflow
 

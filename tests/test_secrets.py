@@ -8,7 +8,7 @@ import pytest
 
 from tests.conftest import Stack, eventually
 from tests.helpers import count_runs, post_github
-from triggers.events import trigger_workflow_id
+from triggers.core.events import trigger_workflow_id
 
 GH_SECRET = "gh-secret-7f3a9c-never-shown"
 KEY_SECRET = "apikey-secret-51be02-never-shown"

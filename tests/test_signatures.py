@@ -1,4 +1,4 @@
-"""Tests for triggers.signatures (webhook signature verification)."""
+"""Tests for triggers.core.signatures (webhook signature verification)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from triggers.signatures import (
+from triggers.core.signatures import (
     ExpiredSignature,
     SignatureError,
     Verified,

@@ -13,7 +13,7 @@ import tests.fake_providers  # noqa: F401  (registers test_list)
 from tests.conftest import Stack, eventually, stack_with_worker
 from tests.fake_providers import ListProvider
 from tests.helpers import count_runs, runs_of
-from triggers.events import trigger_workflow_id
+from triggers.core.events import trigger_workflow_id
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import socket
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -21,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from tests.conftest import _drop_pg, _pg_database
 from tests.sink import MemorySink
-from triggers.events import Event
+from triggers.core.events import Event
 from triggers.providers import get_provider
 from triggers.providers.base import (
     ProviderConfigError,
@@ -30,6 +29,7 @@ from triggers.providers.base import (
     SourceStop,
 )
 from triggers.providers.sql_poll import SqlPollConfig, SqlPollProvider
+from workers.ports import free_port
 
 # Tests reach a local PostgreSQL and SQLite files under the temp folder, so they allow both.
 CONTEXT = SourceContext(
@@ -382,10 +382,7 @@ async def test_password_from_the_secret(pg_source: Source) -> None:
 
 
 def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-    return port
+    return free_port()
 
 
 async def test_a_closed_port_is_transient() -> None:

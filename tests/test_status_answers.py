@@ -38,10 +38,11 @@ from tests.conftest import Stack, eventually, make_stack
 from tests.helpers import github_trigger, post_github, runs_of
 from tests.test_source_runtime import src_stack, status_of  # noqa: F401  (fixture)
 from tests.user_workflows import HeldRun, StatuslessTrigger
-from triggers.devserver import DevServer, free_port
-from triggers.events import run_workflow_id, trigger_workflow_id
-from triggers.settings import Settings
+from triggers.core.events import run_workflow_id, trigger_workflow_id
+from triggers.infra.settings import Settings
+from workers.devserver import DevServer
 from workers.main import build_worker
+from workers.ports import free_port
 
 RETRY_AFTER = 9
 
@@ -381,6 +382,7 @@ async def test_runs_in_flight_counts_the_triggers_running_runs(sqlite_stack: Sta
     body = github_trigger() | {
         "target": {"kind": "workflow", "workflow_type": "HeldRun", "task_queue": queue}
     }
+    await s.claim_queues(queue)
     async with Worker(s.client, task_queue=queue, workflows=[HeldRun]):
         tid = (await s.create_trigger(body))["id"]
         for i in range(3):

@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
+from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from cryptography.fernet import Fernet
 from sqlalchemy import Connection
 from sqlmodel import SQLModel, select
 
-from triggers import store
-from triggers.crypto import SecretBox, SecretKeyError
-from triggers.db import make_engine, session_factory
-from triggers.models import ApiKey, ShareRole, Trigger, TriggerShare
+from tests.conftest import _drop_pg, _pg_database
+from triggers.infra import store
+from triggers.infra.crypto import SecretBox, SecretKeyError
+from triggers.infra.db import make_engine, session_factory, upgrade
+from triggers.infra.models import ApiKey, ShareRole, Trigger, TriggerShare
 
 
 async def test_migrations_match_the_models(db_url: str) -> None:
@@ -28,9 +32,54 @@ async def test_migrations_match_the_models(db_url: str) -> None:
         async with engine.connect() as conn:
             assert await conn.run_sync(diff) == []
             version = await conn.exec_driver_sql("SELECT version_num FROM alembic_version")
-            assert version.scalar_one() == "0003"
+            assert version.scalar_one() == "0006"
     finally:
         await engine.dispose()
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+async def test_0004_keeps_existing_triggers_on_their_owners_allowlist(
+    kind: str, tmp_path: Path
+) -> None:
+    """Rows from before 0004 (and 0006) get their owner as network and target principal:
+    nothing changes for them."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'old.db'}" if kind == "sqlite" else await _pg_database()
+    try:
+        await asyncio.to_thread(upgrade, url, "0003")
+        engine = make_engine(url)
+        uid, tid = uuid.uuid4(), uuid.uuid4()
+        try:
+            async with engine.begin() as conn:
+                await conn.execute(
+                    sa.text(
+                        "INSERT INTO users (id, name, network_allowlist, created_at) "
+                        "VALUES (:id, 'old', '[]', CURRENT_TIMESTAMP)"
+                    ),
+                    {"id": uid if kind == "postgresql" else uid.hex},
+                )
+                await conn.execute(
+                    sa.text(
+                        "INSERT INTO triggers (id, user_id, name, provider, config, target, "
+                        "enabled, config_version, status, created_at, updated_at) VALUES "
+                        "(:id, :uid, 't', 'cron', '{}', '{}', false, 1, 'disabled', "
+                        "CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+                    ),
+                    {
+                        "id": tid if kind == "postgresql" else tid.hex,
+                        "uid": uid if kind == "postgresql" else uid.hex,
+                    },
+                )
+            await asyncio.to_thread(upgrade, url)
+            async with session_factory(engine)() as session:
+                row = await session.get(Trigger, tid)
+                assert row is not None and row.network_principal_id == uid
+                # 0006: and their graph's requests go through their owner's allowlist too.
+                assert row.target_principal_id == uid
+        finally:
+            await engine.dispose()
+    finally:
+        if kind == "postgresql":
+            await _drop_pg(url)
 
 
 async def test_users_keys_triggers_and_shares(db_url: str) -> None:

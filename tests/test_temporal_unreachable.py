@@ -10,11 +10,12 @@ from pathlib import Path
 from temporalio.client import Client
 
 from tests.conftest import eventually, make_stack
-from tests.helpers import count_runs, github_trigger, post_github
-from triggers.db import upgrade
-from triggers.devserver import DevServer, free_port
-from triggers.settings import Settings
+from tests.helpers import count_runs, github_trigger, post_github, runs_query
+from triggers.infra.db import upgrade
+from triggers.infra.settings import Settings
+from workers.devserver import DevServer
 from workers.main import build_worker
+from workers.ports import free_port
 
 
 async def test_503_while_down_then_the_same_delivery_makes_one_run(
@@ -78,7 +79,7 @@ async def test_503_while_down_then_the_same_delivery_makes_one_run(
                     return await count_runs(client, tid) == 2
 
                 await eventually(two_runs, timeout=30)
-                ids = sorted([wf.id async for wf in client.list_workflows(f'TriggerId="{tid}"')])
+                ids = sorted([wf.id async for wf in client.list_workflows(runs_query(tid))])
                 assert ids == [f"run:{tid}:before", f"run:{tid}:during"]
     finally:
         await server.stop()

@@ -12,7 +12,7 @@ from temporalio.worker import Worker
 from tests.conftest import Stack, eventually
 from tests.helpers import count_runs, github_body, github_trigger, post_github, runs_of
 from tests.user_workflows import UserDeploy
-from triggers.events import run_workflow_id, trigger_workflow_id
+from triggers.core.events import run_workflow_id, trigger_workflow_id
 
 
 async def test_signed_delivery_starts_one_run_with_the_event_as_input(sqlite_stack: Stack) -> None:
@@ -29,6 +29,7 @@ async def test_signed_delivery_starts_one_run_with_the_event_as_input(sqlite_sta
         "event_key": "delivery-1",
         "run_id": f"run:{tid}:delivery-1",
         "duplicate": False,
+        "would_start": True,
     }
 
     async def listed() -> list[str]:
@@ -140,6 +141,7 @@ async def test_user_workflow_target_gets_the_event(sqlite_stack: Stack) -> None:
     queue = f"user-{uuid.uuid4().hex[:6]}"
     body = github_trigger()
     body["target"] = {"kind": "workflow", "workflow_type": "UserDeploy", "task_queue": queue}
+    await s.claim_queues(queue)
     tid = (await s.create_trigger(body))["id"]
     async with Worker(s.client, task_queue=queue, workflows=[UserDeploy]):
         r = await post_github(s.http, tid, delivery="user-1", body=github_body(ref="refs/tags/v1"))

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from tests.conftest import Stack, eventually
-from tests.helpers import SECRET, count_runs, post_github
-from triggers import signatures
+from tests.helpers import SECRET, count_runs, post_github, runs_query
+from triggers.core import signatures
 
 OLD_SECRET = "old-secret-still-active"
 STANDARD_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -137,7 +137,7 @@ async def test_scheme(
         return await count_runs(s.client, tid) == len(expected_runs)
 
     await eventually(runs)
-    ids = {wf.id async for wf in s.client.list_workflows(f'TriggerId="{tid}"')}
+    ids = {wf.id async for wf in s.client.list_workflows(runs_query(tid))}
     assert ids == {f"run:{tid}:{k}" for k in expected_runs}
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from tests.conftest import eventually
@@ -13,7 +15,14 @@ from tests.conftest import eventually
 
 class WorkerProcess:
     def __init__(
-        self, *, temporal: str, database_url: str, task_queue: str, secret_keys: str, log: Path
+        self,
+        *,
+        temporal: str,
+        database_url: str,
+        task_queue: str,
+        secret_keys: str,
+        log: Path,
+        env: dict[str, str] | None = None,
     ) -> None:
         self._env = {
             **os.environ,
@@ -22,6 +31,7 @@ class WorkerProcess:
             "TRIGGERS_TASK_QUEUE": task_queue,
             "TRIGGERS_SECRET_KEYS": secret_keys,
             "PYTHONUNBUFFERED": "1",
+            **(env or {}),
         }
         self._log = log
         self.proc: subprocess.Popen[bytes] | None = None
@@ -50,6 +60,21 @@ class WorkerProcess:
         assert self.proc is not None
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(timeout=10)
+
+    async def stop_with(self, sig: signal.Signals, *, timeout: float) -> tuple[int | None, float]:
+        """Send ``sig`` (as Ctrl-C or ``docker stop`` would): the exit code (None: still
+        running after ``timeout`` seconds, then killed) and the seconds the stop took."""
+        assert self.proc is not None
+        proc = self.proc
+        started = time.monotonic()
+        proc.send_signal(sig)
+        try:
+            code: int | None = await asyncio.to_thread(proc.wait, timeout)
+        except subprocess.TimeoutExpired:
+            code = None
+            proc.kill()
+            proc.wait()
+        return code, time.monotonic() - started
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

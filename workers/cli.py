@@ -1,8 +1,8 @@
-"""The ``triggers`` command: dev | api | worker | db upgrade | users create."""
+"""The ``triggers`` command: dev | api | worker | db upgrade | users create | grant-queue |
+revoke-queue."""
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import logging
@@ -15,11 +15,14 @@ from typing import TYPE_CHECKING
 import uvicorn
 from pydantic import SecretStr
 
-from triggers.crypto import SecretBox, SecretKeyError
-from triggers.settings import Settings, get_settings
+from triggers.infra.crypto import SecretBox, SecretKeyError
+from triggers.infra.settings import Settings, get_settings
+from workers.cli_help import parser
 
 if TYPE_CHECKING:
-    from triggers.devserver import DevServer
+    from temporalio.worker import Worker
+
+    from workers.devserver import DevServer
 
 log = logging.getLogger("triggers")
 # How long `triggers dev` lets its worker stop once the Temporal server has died.
@@ -41,6 +44,12 @@ def _uvicorn(app: object, settings: Settings) -> _Server:
         port=settings.api_port,
         log_level="info",
         lifespan="on",
+        # No handlers of uvicorn's own: its records reach the one root handler, which
+        # carries the redaction filter (``setup_logging``).
+        log_config=None,
+        # h11, not httptools when that happens to be installed: the parser whose limits on
+        # malformed and oversized requests tests/test_webhook_hostile.py checks.
+        http="h11",
     )
     return _Server(config)
 
@@ -95,8 +104,8 @@ def _dev_secret_key(settings: Settings) -> Settings:
 
 async def _ensure_local_user(settings: Settings) -> str:
     """The dev stack's user ``local`` and its API key (kept in <home>/api-key, mode 600)."""
-    from triggers import store
-    from triggers.db import make_engine, session_factory
+    from triggers.infra import store
+    from triggers.infra.db import make_engine, session_factory
 
     key_file = settings.home / "api-key"
     engine = make_engine(settings.resolved_database_url)
@@ -119,9 +128,9 @@ async def _ensure_local_user(settings: Settings) -> str:
 
 async def _dev(settings: Settings) -> None:
     from api.app import create_app
-    from triggers.db import upgrade
-    from triggers.devserver import DevServer
-    from triggers.temporal import connect
+    from triggers.infra.db import upgrade
+    from triggers.infra.temporal import connect
+    from workers.devserver import DevServer
     from workers.main import build_worker
     from workers.sweeper import payload_sweeper
 
@@ -176,10 +185,12 @@ async def _dev(settings: Settings) -> None:
                 if exit_code:
                     # Nothing to hand back to a server that is gone, and the SDK's worker
                     # retries its calls to it for a while (~10 s measured) before it stops.
-                    with contextlib.suppress(TimeoutError):
+                    try:
                         await asyncio.wait_for(worker.shutdown(), DEAD_SERVER_SHUTDOWN_SECONDS)
+                    except TimeoutError:
+                        worker_task.cancel()
                 else:
-                    await worker.shutdown()
+                    await _stop_worker(worker, worker_task, settings)
     finally:
         await server.stop()
         print("stopped", flush=True)
@@ -207,6 +218,12 @@ async def _api(settings: Settings) -> None:
     from api.app import create_app
 
     _require_secret_keys(settings)
+    if settings.listens_everywhere and not settings.public_url:
+        log.warning(
+            "TRIGGERS_PUBLIC_URL is not set: webhook URLs read %s/webhooks/...; set it to the "
+            "base URL senders reach this API at",
+            settings.base_url,
+        )
     api = _uvicorn(create_app(settings), settings)
     stop = _stop_event()
     task = asyncio.create_task(api.serve())
@@ -217,8 +234,29 @@ async def _api(settings: Settings) -> None:
         await task
 
 
+# What a stop may take beyond the activities' grace: in-flight workflow tasks, the last
+# completions sent to Temporal, closing the database. Grace 5 s + 4 s stays under the
+# 10 s that ``docker stop`` waits before it kills.
+_STOP_MARGIN_SECONDS = 4.0
+
+
+async def _stop_worker(worker: Worker, task: asyncio.Task[None], settings: Settings) -> None:
+    """Shut the worker down within its grace period plus a margin, however busy it is; past
+    that the command gives up waiting and exits non-zero."""
+    bound = settings.worker_shutdown_grace_seconds + _STOP_MARGIN_SECONDS
+    log.info("stopping the worker (at most %.0f s)", bound)
+    try:
+        await asyncio.wait_for(worker.shutdown(), bound)
+    except TimeoutError:
+        task.cancel()
+        raise SystemExit(f"the worker did not stop within {bound:.0f} s; exiting anyway") from None
+    with contextlib.suppress(Exception):  # a fatal worker error was raised by _until already
+        await task
+    log.info("worker stopped")
+
+
 async def _worker(settings: Settings) -> None:
-    from triggers.temporal import connect
+    from triggers.infra.temporal import connect
     from workers.main import build_worker
     from workers.sweeper import payload_sweeper
 
@@ -234,12 +272,12 @@ async def _worker(settings: Settings) -> None:
         try:
             await _until(stop, task)
         finally:
-            await worker.shutdown()
+            await _stop_worker(worker, task, settings)
 
 
 async def _users_create(settings: Settings, name: str) -> None:
-    from triggers import store
-    from triggers.db import make_engine, session_factory
+    from triggers.infra import store
+    from triggers.infra.db import make_engine, session_factory
 
     engine = make_engine(settings.resolved_database_url)
     try:
@@ -253,24 +291,48 @@ async def _users_create(settings: Settings, name: str) -> None:
     print(f"user {name} created; API key (shown once): {key}")
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="triggers", description=__doc__)
-    sub = p.add_subparsers(dest="command", required=True)
-    sub.add_parser("dev", help="embedded stack: Temporal dev server + worker + API, SQLite")
-    sub.add_parser("api", help="run the HTTP API")
-    sub.add_parser("worker", help="run a worker")
-    db = sub.add_parser("db", help="database schema").add_subparsers(dest="db_cmd", required=True)
-    db.add_parser("upgrade", help="apply migrations")
-    users = sub.add_parser("users", help="users").add_subparsers(dest="users_cmd", required=True)
-    create = users.add_parser("create", help="create a user and print an API key")
-    create.add_argument("name")
-    return p
+async def _users_queue(settings: Settings, name: str, queue: str, *, grant: bool) -> None:
+    """The admin's path to task queues: allow a user to target one, or take it back."""
+    from triggers.infra import queues, store
+    from triggers.infra.db import make_engine, session_factory
+
+    if queue == settings.task_queue:
+        raise SystemExit(f"{queue!r} is the service's own task queue: it runs built-in runs only")
+    engine = make_engine(settings.resolved_database_url)
+    try:
+        async with session_factory(engine)() as session:
+            user = await store.get_user_by_name(session, name=name)
+            if user is None:
+                raise SystemExit(f"user {name!r} not found")
+            if grant:
+                others = await queues.holders(session, queue=queue) - {user.id}
+                added = await queues.grant(session, user_id=user.id, queue=queue)
+                note = f" (also held by {len(others)} other user(s))" if others else ""
+                print(f"{name} may target task queue {queue}{note}" if added else "unchanged")
+                return
+            try:
+                found = await queues.revoke(session, user_id=user.id, queue=queue)
+            except queues.QueueConflict as exc:
+                hint = "disable them or change their target first"
+                raise SystemExit(f"{exc.message}; {hint}") from None
+            print(f"{name} may no longer target {queue}" if found else f"{name} did not hold it")
+    finally:
+        await engine.dispose()
+
+
+def setup_logging() -> None:
+    """One handler on the root logger, with the redaction filter: every record of the
+    process (ours, the SDK's, uvicorn's) passes the one step that masks held secrets."""
+    from triggers.infra import redaction
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    redaction.install()
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    args = parser(__doc__).parse_args(argv)
+    setup_logging()
     settings = get_settings()
     if args.command == "dev":
         settings = settings.model_copy(update={"dev_mode": True})
@@ -280,12 +342,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     elif args.command == "worker":
         asyncio.run(_worker(settings))
     elif args.command == "db":
-        from triggers.db import upgrade
+        from triggers.infra.db import upgrade
 
         upgrade(settings.resolved_database_url)
         print("database is at the latest schema")
-    elif args.command == "users":
+    elif args.command == "users" and args.users_cmd == "create":
         asyncio.run(_users_create(settings, args.name))
+    elif args.command == "users":
+        grant = args.users_cmd == "grant-queue"
+        asyncio.run(_users_queue(settings, args.name, args.queue, grant=grant))
 
 
 if __name__ == "__main__":

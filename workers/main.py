@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 from temporalio.worker import Worker
 
@@ -10,29 +14,53 @@ from activities.http_request import HttpActivities
 from activities.payloads import PayloadActivities
 from activities.recovery import RecoveryActivities
 from activities.source import SourceActivities
-from triggers.crypto import SecretBox
-from triggers.db import make_engine, session_factory
-from triggers.settings import Settings
+from triggers.infra.crypto import SecretBox
+from triggers.infra.db import make_engine, session_factory
+from triggers.infra.settings import Settings
 from workflows.run import RunWorkflow
 from workflows.trigger import TriggerWorkflow
 
 
-def build_worker(client: Client, settings: Settings, *, task_queue: str | None = None) -> Worker:
+class TriggersWorker(Worker):
+    """A Worker that owns its database engine and closes it once it has shut down: an engine
+    left open keeps connections (aiosqlite threads) alive into interpreter finalization,
+    where a stop could abort with "Fatal Python error" or hang."""
+
+    def __init__(self, client: Client, *, engine: AsyncEngine, **kwargs: Any) -> None:
+        super().__init__(client, **kwargs)
+        self._engine = engine
+
+    async def shutdown(self) -> None:
+        try:
+            await super().shutdown()
+        finally:
+            await self._engine.dispose()
+
+
+def build_worker(
+    client: Client, settings: Settings, *, task_queue: str | None = None
+) -> TriggersWorker:
     """A worker for the triggers task queue.
 
     Pollers are raised above the SDK defaults: run starts are bounded by how fast workflow
     tasks are picked up, not by CPU. Every running source loop holds an activity slot, so
     the activity limit is high; loops that idle long give theirs back (they park).
+
+    At shutdown, source loops return at once (their workflow starts the next attempt on a
+    worker that runs); other activities get ``worker_shutdown_grace_seconds`` to finish
+    before they are cancelled and retried elsewhere.
     """
     keys = settings.secret_keys.get_secret_value()
-    sessions = session_factory(make_engine(settings.resolved_database_url))
+    engine = make_engine(settings.resolved_database_url)
+    sessions = session_factory(engine)
     sources = SourceActivities(client, sessions, SecretBox.from_setting(keys) if keys else None)
     http = HttpActivities(sessions)
     recovery = RecoveryActivities(client)
     payloads = PayloadActivities(sessions)
     graphs = GraphPlanActivities()
-    return Worker(
+    return TriggersWorker(
         client,
+        engine=engine,
         task_queue=task_queue or settings.task_queue,
         workflows=[TriggerWorkflow, RunWorkflow],
         activities=[
@@ -49,4 +77,5 @@ def build_worker(client: Client, settings: Settings, *, task_queue: str | None =
         max_concurrent_workflow_tasks=settings.worker_max_concurrent_workflow_tasks,
         max_concurrent_workflow_task_polls=settings.worker_workflow_task_pollers,
         max_concurrent_activity_task_polls=settings.worker_activity_task_pollers,
+        graceful_shutdown_timeout=timedelta(seconds=settings.worker_shutdown_grace_seconds),
     )

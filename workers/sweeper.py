@@ -1,4 +1,5 @@
-"""The periodic sweep of expired event payloads (claim check), run beside each worker."""
+"""The periodic sweep of expired rows, run beside each worker: event payloads (claim
+check) past their retention, webhook fingerprints past their replay window."""
 
 from __future__ import annotations
 
@@ -11,10 +12,10 @@ from datetime import timedelta
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from triggers import payloads
-from triggers.db import make_engine, session_factory
-from triggers.models import utcnow
-from triggers.settings import Settings
+from triggers.infra import payloads, replays
+from triggers.infra.db import make_engine, session_factory
+from triggers.infra.models import utcnow
+from triggers.infra.settings import Settings
 
 log = logging.getLogger("triggers.sweeper")
 
@@ -27,10 +28,11 @@ async def sweep_payloads_forever(
     retention: timedelta,
     interval: float = SWEEP_INTERVAL_SECONDS,
 ) -> None:
-    """Delete payloads older than ``retention`` now and then every ``interval`` seconds,
-    until cancelled. Every worker runs one: a delete is idempotent, so they need no lock.
-    A failed sweep (database down, schema not migrated yet) is logged and tried again at
-    the next interval; it never stops the worker."""
+    """Delete payloads older than ``retention``, and webhook fingerprints whose replay
+    window has ended, now and then every ``interval`` seconds, until cancelled. Every
+    worker runs one: a delete is idempotent, so they need no lock. A failed sweep (database
+    down, schema not migrated yet) is logged and tried again at the next interval; it never
+    stops the worker, and one table's failure does not skip the other."""
     while True:
         try:
             async with sessions() as session:
@@ -40,6 +42,13 @@ async def sweep_payloads_forever(
                 log.info("swept %d event payloads older than %g days", swept, days)
         except Exception:
             log.exception("sweeping event payloads failed; next try in %.0f s", interval)
+        try:
+            async with sessions() as session:
+                swept = await replays.sweep(session, now=utcnow())
+            if swept:
+                log.info("swept %d webhook fingerprints past their replay window", swept)
+        except Exception:
+            log.exception("sweeping webhook fingerprints failed; next try in %.0f s", interval)
         await asyncio.sleep(interval)
 
 

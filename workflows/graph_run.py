@@ -1,6 +1,6 @@
 """Executes a run graph inside ``RunWorkflow``: the plan decides, the workflow acts.
 
-The loop: ask for the next planning step (``triggers.graph_steps``): the calls up to the
+The loop: ask for the next planning step (``triggers.core.graph_steps``): the calls up to the
 next node the run must wait for; make them; record what that node produced; ask again. The
 run ends when a step has no node left to wait for. Planning is CEL over every item at every
 node, about 0.2 ms CPU per node and item in celpy (``benchmarks/graph_planning.py``), so
@@ -45,25 +45,30 @@ from temporalio.exceptions import (
 )
 
 with workflow.unsafe.imports_passed_through():
-    from triggers.conditions import TriggerInfo
-    from triggers.events import Event
-    from triggers.graph import Call, GraphError, Planner, parse_graph
-    from triggers.graph_steps import (
-        PLAN_BUDGET_SECONDS,
-        PLAN_GRAPH,
+    from triggers.contracts.names import (
+        HTTP_NON_RETRYABLE,
+        HTTP_REQUEST_ACTIVITY,
+        NODE_FAILED,
+        PLAN_GRAPH_ACTIVITY,
+    )
+    from triggers.contracts.run import (
+        HttpRequestInput,
+        HttpResponse,
         NodeDone,
         NodeOutcome,
         PlanGraphInput,
         PlanGraphResult,
-        plan_step,
     )
-    from workflows.types import HttpRequestInput, HttpResponse
+    from triggers.core.conditions import TriggerInfo
+    from triggers.core.events import Event
+    from triggers.core.graph import Call, GraphError, Planner, parse_graph
+    from triggers.core.graph_steps import PLAN_BUDGET_SECONDS, plan_step
 
-NODE_FAILED = "NodeFailed"
 # workflow.patched id: planning in the local activity (see the module docstring).
 PLAN_IN_ACTIVITY = "graph-plan-activity"
-# Errors an http_request attempt cannot recover from (activities/http_request.py).
-_HTTP_NON_RETRYABLE = ["BlockedAddress", "RequestError"]
+# Attempts beyond the node's own, for those a stopping (or dying) worker cut short; the
+# activity makes the node's last attempt's failure final itself (activities/http_request.py).
+_INTERRUPTED_ATTEMPTS = 3
 _LOG_LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
 
 
@@ -75,10 +80,18 @@ def node_failed(node_id: str, message: str) -> ApplicationError:
 class GraphRun:
     """One graph over one event; ``execute`` performs it and returns each node's outcome."""
 
-    def __init__(self, graph_json: dict[str, Any], event: Event, trigger: TriggerInfo) -> None:
+    def __init__(
+        self,
+        graph_json: dict[str, Any],
+        event: Event,
+        trigger: TriggerInfo,
+        *,
+        principal: str | None = None,
+    ) -> None:
         self._graph_json = graph_json
         self._event = event
         self._trigger = trigger
+        self._principal = principal
         self._done: list[NodeDone] = []
         self._outcomes: list[NodeOutcome] = []
         self._calls_made = 0
@@ -117,12 +130,12 @@ class GraphRun:
         )
         if not in_activity:
             step, self._planner = plan_step(inp, self._planner)
-            return step
+            return PlanGraphResult.of(step)
         # A local activity: its input (the graph, the event, what nodes produced) is not
         # recorded in history, only its result; planning is pure, so running it again after
         # a lost workflow task gives the same result. The budget bounds one step's CPU.
         result: PlanGraphResult = await workflow.execute_local_activity(
-            PLAN_GRAPH,
+            PLAN_GRAPH_ACTIVITY,
             inp,
             result_type=PlanGraphResult,
             start_to_close_timeout=timedelta(seconds=6 * PLAN_BUDGET_SECONDS),
@@ -155,7 +168,7 @@ class GraphRun:
         timeout = float(args["timeout_seconds"])
         try:
             response = await workflow.execute_activity(
-                "http_request",
+                HTTP_REQUEST_ACTIVITY,
                 HttpRequestInput(
                     trigger_id=self._trigger.id,
                     node_id=call.node_id,
@@ -165,15 +178,16 @@ class GraphRun:
                     body=args["body"],
                     timeout_seconds=timeout,
                     attempts=attempts,
+                    principal=self._principal,
                 ),
                 result_type=HttpResponse,
                 # The node's timeout bounds the request; the rest is loading the allowlist.
                 start_to_close_timeout=timedelta(seconds=timeout + 10),
                 retry_policy=RetryPolicy(
-                    maximum_attempts=attempts,
+                    maximum_attempts=attempts + _INTERRUPTED_ATTEMPTS,
                     initial_interval=timedelta(seconds=1),
                     maximum_interval=timedelta(seconds=30),
-                    non_retryable_error_types=_HTTP_NON_RETRYABLE,
+                    non_retryable_error_types=list(HTTP_NON_RETRYABLE),
                 ),
                 summary=call.node_id,
             )

@@ -14,9 +14,9 @@ from typing import Any
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from triggers.conditions import ConditionOutcome, RunDecision
-    from triggers.events import Event, Verdict
-    from workflows.types import RecentEvent
+    from triggers.contracts.trigger import RecentEvent
+    from triggers.core.conditions import ConditionOutcome, RunDecision
+    from triggers.core.events import Event, Verdict
 
 # Loading claim-checked data: a database read.
 LOAD_TIMEOUT = timedelta(seconds=30)

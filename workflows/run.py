@@ -12,16 +12,17 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     # Imported here, not only by graph_run, so that the sandbox knows them: the data
     # converter resolves the plan step's dataclasses' type hints through its modules.
-    import triggers.graph  # noqa: F401
-    import triggers.graph_steps  # noqa: F401
-    from triggers.conditions import TriggerInfo
-    from triggers.events import Event
-    from triggers.payload_contracts import LOAD_PAYLOAD, LoadPayloadInput, LoadPayloadResult
+    import triggers.core.graph  # noqa: F401
+    import triggers.core.graph_steps  # noqa: F401
+    from triggers.contracts.names import LOAD_PAYLOAD_ACTIVITY, RUN_WORKFLOW_TYPE, TRIGGER_PROVIDER
+    from triggers.contracts.payloads import LoadPayloadInput, LoadPayloadResult
+    from triggers.contracts.run import RunResult
+    from triggers.core.conditions import TriggerInfo
+    from triggers.core.events import Event
     from workflows.graph_run import GraphRun
-    from workflows.types import TRIGGER_PROVIDER, RunResult
 
 
-@workflow.defn(name="RunWorkflow")
+@workflow.defn(name=RUN_WORKFLOW_TYPE)
 class RunWorkflow:
     """The event is this run's input, so it is recorded in the run's history and visible in
     the Web UI; the result summarises it (and, for a graph, what each node did)."""
@@ -36,7 +37,7 @@ class RunWorkflow:
         if event.data_ref is not None:
             # Claim check: large data waits in the database, not in the trigger's history.
             loaded = await workflow.execute_activity(
-                LOAD_PAYLOAD,
+                LOAD_PAYLOAD_ACTIVITY,
                 LoadPayloadInput(ref=event.data_ref),
                 result_type=LoadPayloadResult,
                 start_to_close_timeout=timedelta(seconds=30),
@@ -60,7 +61,11 @@ class RunWorkflow:
                 name=str(workflow.memo_value("trigger_name", "")),
                 provider=info.typed_search_attributes.get(TRIGGER_PROVIDER) or "",
             )
-            result.nodes, result.calls = await GraphRun(graph, event, trigger).execute()
+            # Absent from runs started before target principals: the activity then uses the
+            # trigger's current one.
+            principal = workflow.memo_value("target_principal", None, type_hint=str)
+            run = GraphRun(graph, event, trigger, principal=principal)
+            result.nodes, result.calls = await run.execute()
         return result
 
 

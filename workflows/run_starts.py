@@ -14,19 +14,18 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.workflow import ChildWorkflowCancellationType, ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
-    from triggers.conditions import TriggerInfo, decide_run
-    from triggers.events import Event, Verdict, run_workflow_id
-    from triggers.payload_contracts import LOAD_PAYLOAD, LoadPayloadInput, LoadPayloadResult
-    from workflows import intake
-    from workflows.types import (
+    from triggers.contracts.names import (
+        LOAD_PAYLOAD_ACTIVITY,
         RUN_WORKFLOW_TYPE,
         TRIGGER_ID,
         TRIGGER_OWNER,
         TRIGGER_PROVIDER,
-        StartFailure,
-        TriggerSpec,
-        TriggerState,
     )
+    from triggers.contracts.payloads import LoadPayloadInput, LoadPayloadResult
+    from triggers.contracts.trigger import StartFailure, TriggerSpec, TriggerState
+    from triggers.core.conditions import TriggerInfo, decide_run
+    from triggers.core.events import Event, Verdict, run_workflow_id
+    from workflows import intake
 
 CONDITION_ERRORS_KEPT = 20
 START_FAILURES_KEPT = 100
@@ -165,8 +164,13 @@ class RunStarts:
         # A graph run gets its graph as a second argument: the event stays the run's first,
         # visible input, and runs of kind "run" keep their one-argument input.
         args: list[Any] = [first]
+        memo: dict[str, Any] = {"trigger_name": spec.name, "event_id": event.id}
         if spec.target.kind == "graph" and spec.target.graph is not None:
             args.append(spec.target.graph)
+            if spec.target.principal is not None:
+                # Whose allowlist the graph's requests use goes with the graph it belongs
+                # to: a later change of either cannot pair this run's graph with another's.
+                memo["target_principal"] = spec.target.principal
         return await workflow.start_child_workflow(
             workflow_type,
             args=args,
@@ -176,7 +180,7 @@ class RunStarts:
             # ABANDON: the default TERMINATE would also fire on continue-as-new.
             parent_close_policy=ParentClosePolicy.ABANDON,
             cancellation_type=ChildWorkflowCancellationType.ABANDON,
-            memo={"trigger_name": spec.name, "event_id": event.id},
+            memo=memo,
             search_attributes=TypedSearchAttributes(
                 [
                     SearchAttributePair(TRIGGER_ID, spec.trigger_id),
@@ -199,7 +203,7 @@ class RunStarts:
 
     async def _load(self, ref: str) -> Any:
         result = await workflow.execute_activity(
-            LOAD_PAYLOAD,
+            LOAD_PAYLOAD_ACTIVITY,
             LoadPayloadInput(ref=ref),
             result_type=LoadPayloadResult,
             start_to_close_timeout=intake.LOAD_TIMEOUT,

@@ -13,7 +13,8 @@ from temporalio.exceptions import ActivityError, ApplicationError, CancelledErro
 from temporalio.workflow import ActivityCancellationType, ActivityHandle
 
 with workflow.unsafe.imports_passed_through():
-    from triggers.sources import CONFIG_ERROR, SourceInput, SourceResult
+    from triggers.contracts.names import PROVIDER_CONFIG_ERROR, RUN_SOURCE_ACTIVITY
+    from triggers.contracts.source import SourceInput, SourceResult
 
 if TYPE_CHECKING:
     from workflows.trigger import TriggerWorkflow
@@ -23,6 +24,8 @@ SOURCE_LIFETIME = timedelta(minutes=5)
 # noticed and how fast a cancel reaches the loop (events it sends meanwhile are refused by
 # their config version, so a disable takes effect at once regardless).
 SOURCE_HEARTBEAT_TIMEOUT = timedelta(seconds=10)
+# The failure type Temporal's core gives an activity a stopping worker did not finish.
+WORKER_SHUTDOWN = "WorkerShutdown"
 # Seconds: the longest backoff between attempts of a failing source.
 SOURCE_BACKOFF_CAP = 300.0
 
@@ -89,7 +92,7 @@ class SourceLoop:
             state.status, state.last_error = "active", None
         self.running = True
         self._handle = workflow.start_activity(
-            "run_source",
+            RUN_SOURCE_ACTIVITY,
             SourceInput(
                 trigger_id=self._wf.spec.trigger_id,
                 config_version=version,
@@ -114,7 +117,15 @@ class SourceLoop:
             cause = err.cause
             if isinstance(cause, CancelledError):
                 return
-            if isinstance(cause, ApplicationError) and cause.type == CONFIG_ERROR:
+            if (
+                isinstance(cause, ApplicationError)
+                and cause.type == WORKER_SHUTDOWN
+                and workflow.patched("worker-shutdown-retries-at-once")
+            ):
+                # The worker stopped before the loop could return (past its grace): not a
+                # source error; the next attempt starts at once, on a worker that runs.
+                return
+            if isinstance(cause, ApplicationError) and cause.type == PROVIDER_CONFIG_ERROR:
                 state.status = "failed"
                 state.last_error = cause.message
                 self._failed_version = version

@@ -26,13 +26,23 @@ with workflow.unsafe.imports_passed_through():
     # Passed through: the CEL parser touches the file system when it is first imported.
     # Imported here, not only by the modules below, so that the sandbox knows them: the
     # data converter resolves their dataclasses' type hints through the sandbox's modules.
-    import triggers.payload_contracts  # noqa: F401
-    import triggers.sources  # noqa: F401
-    from triggers.events import Event, EventBatch
-    from workflows import intake
-    from workflows.run_starts import RunStarts
-    from workflows.source_loop import SourceLoop
-    from workflows.types import (
+    import triggers.contracts.payloads  # noqa: F401
+    import triggers.contracts.source  # noqa: F401
+    from triggers.contracts.names import (
+        CONFIGURE_SIGNAL,
+        EVENTS_SIGNAL,
+        RECENT_EVENTS_QUERY,
+        RECOVER_TRIGGER_ACTIVITY,
+        SNAPSHOT_QUERY,
+        SPILL_EVENTS_ACTIVITY,
+        STATUS_QUERY,
+        TRIGGER_ID,
+        TRIGGER_WORKFLOW_TYPE,
+        UNSPILL_EVENTS_ACTIVITY,
+        WAIT_RUN_ACTIVITY,
+    )
+    from triggers.contracts.trigger import (
+        EventBatch,
         RecentEvents,
         RecoverInput,
         RecoverResult,
@@ -46,6 +56,10 @@ with workflow.unsafe.imports_passed_through():
         UnspillResult,
         WaitRunInput,
     )
+    from triggers.core.events import Event
+    from workflows import intake
+    from workflows.run_starts import RunStarts
+    from workflows.source_loop import SourceLoop
 
 # Child starts awaiting the server at once; bounds one workflow task's command count.
 MAX_IN_FLIGHT = 200
@@ -68,7 +82,7 @@ RECOVERY_PATCH = "recover-closed-run"
 _SHORT = timedelta(seconds=30)
 
 
-@workflow.defn(name="TriggerWorkflow")
+@workflow.defn(name=TRIGGER_WORKFLOW_TYPE)
 class TriggerWorkflow(RunStarts):
     """One per enabled trigger. Each event becomes a child run
     ``run:<trigger-id>:<event-key>`` unless that run already exists."""
@@ -103,6 +117,11 @@ class TriggerWorkflow(RunStarts):
 
     @workflow.run
     async def run(self, inp: TriggerInput) -> TriggerState:
+        if workflow.info().typed_search_attributes.get(TRIGGER_ID) is None and workflow.patched(
+            "trigger-id-search-attribute"
+        ):
+            # Started by an older API, without it (continue-as-new keeps it from here on).
+            workflow.upsert_search_attributes([TRIGGER_ID.value_set(self._spec.trigger_id)])
         if self._early is not None:
             await self._recover()
         if self._state.guard_run_id:
@@ -176,7 +195,7 @@ class TriggerWorkflow(RunStarts):
         for i in range(0, len(events), SPILL_CHUNK_EVENTS):
             chunk = events[i : i + SPILL_CHUNK_EVENTS]
             result = await workflow.execute_activity(
-                "spill_events",
+                SPILL_EVENTS_ACTIVITY,
                 SpillInput(trigger_id=self._spec.trigger_id, events=chunk),
                 result_type=SpillResult,
                 start_to_close_timeout=_SHORT,
@@ -189,7 +208,7 @@ class TriggerWorkflow(RunStarts):
         ref = self._state.spilled_refs[0]
         try:
             result = await workflow.execute_activity(
-                "unspill_events",
+                UNSPILL_EVENTS_ACTIVITY,
                 UnspillInput(ref=ref),
                 result_type=UnspillResult,
                 start_to_close_timeout=_SHORT,
@@ -234,7 +253,7 @@ class TriggerWorkflow(RunStarts):
         predecessor: its result, or its state replayed, or its history."""
         if workflow.patched(RECOVERY_PATCH):
             found = await workflow.execute_activity(
-                "recover_trigger",
+                RECOVER_TRIGGER_ACTIVITY,
                 RecoverInput(trigger_id=self._spec.trigger_id, run_id=workflow.info().run_id),
                 result_type=RecoverResult,
                 start_to_close_timeout=timedelta(minutes=2),
@@ -261,7 +280,7 @@ class TriggerWorkflow(RunStarts):
     async def _await_guard(self, run_id: str) -> None:
         try:
             await workflow.execute_activity(
-                "wait_run",
+                WAIT_RUN_ACTIVITY,
                 WaitRunInput(run_id=run_id),
                 start_to_close_timeout=timedelta(days=3650),
                 heartbeat_timeout=timedelta(seconds=30),
@@ -273,7 +292,7 @@ class TriggerWorkflow(RunStarts):
 
     # -- signals and queries -----------------------------------------------------------
 
-    @workflow.signal(name="events")
+    @workflow.signal(name=EVENTS_SIGNAL)
     def on_events(self, batch: EventBatch) -> None:
         self._signals += 1
         if self._early is not None:
@@ -306,7 +325,7 @@ class TriggerWorkflow(RunStarts):
                 event.verdict = verdict
                 self._state.pending.append(event)
 
-    @workflow.signal(name="configure")
+    @workflow.signal(name=CONFIGURE_SIGNAL)
     def on_configure(self, spec: TriggerSpec) -> None:
         self._signals += 1
         if spec.config_version < self._spec.config_version:
@@ -322,7 +341,7 @@ class TriggerWorkflow(RunStarts):
             # Enabled again before this run finished: its loop had ended with the disable.
             self._start_source()
 
-    @workflow.query(name="status")
+    @workflow.query(name=STATUS_QUERY)
     def status(self) -> TriggerStatus:
         s = self._state
         info = workflow.info()
@@ -355,7 +374,7 @@ class TriggerWorkflow(RunStarts):
             last_recovery=s.recoveries[-1] if s.recoveries else None,
         )
 
-    @workflow.query(name="snapshot")
+    @workflow.query(name=SNAPSHOT_QUERY)
     def snapshot(self) -> TriggerState:
         """The whole state, with the starts in flight back in ``pending``: what a run that
         follows a terminated or failed one resumes from (it may start them again; the run
@@ -367,7 +386,7 @@ class TriggerWorkflow(RunStarts):
             recent_keys=list(self._recent)[-RECENT_KEYS:],
         )
 
-    @workflow.query(name="recent_events")
+    @workflow.query(name=RECENT_EVENTS_QUERY)
     def recent_events(self) -> RecentEvents:
         return RecentEvents(events=list(self._state.recent_events))
 

@@ -9,11 +9,12 @@ from fastapi import APIRouter
 
 from api import control, dryrun
 from api.deps import CurrentUser, SessionDep, StateDep
+from api.dryrun_schemas import DryRunIn, DryRunOut
+from api.errors import answers
 from api.routes.triggers import _load
-from api.schemas import DryRunIn, DryRunOut
-from triggers import payloads
-from triggers.events import Event
-from workflows.types import RecentEvent
+from triggers.contracts.trigger import RecentEvent
+from triggers.core.events import Event
+from triggers.infra import payloads
 
 
 async def _with_data(session: SessionDep, recent: RecentEvent) -> tuple[Event, bool]:
@@ -30,7 +31,9 @@ async def _with_data(session: SessionDep, recent: RecentEvent) -> tuple[Event, b
 router = APIRouter(prefix="/api/triggers", tags=["triggers"])
 
 
-@router.post("/{trigger_id}/test", response_model=DryRunOut)
+@router.post(
+    "/{trigger_id}/test", response_model=DryRunOut, responses=answers(400, 401, 404, 422, 503)
+)
 async def test_trigger(
     trigger_id: uuid.UUID,
     body: DryRunIn,

@@ -8,11 +8,12 @@ from datetime import timedelta
 import sqlalchemy as sa
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import StateDep
 from api.state import AppState
-from triggers.temporal import SearchAttributesMissing, missing_search_attributes
+from triggers.infra.temporal import SearchAttributesMissing, missing_search_attributes
 
 router = APIRouter(tags=["health"])
 
@@ -25,13 +26,34 @@ CHECK_TIMEOUT_SECONDS = 3.0
 _NOT_CHECKABLE = {RPCStatusCode.PERMISSION_DENIED, RPCStatusCode.UNIMPLEMENTED}
 
 
+class Ready(BaseModel):
+    ready: bool
+    database: str = Field(description="`ok`, or `unavailable (<error type>)`.")
+    temporal: str = Field(description="`ok`, `unhealthy`, or `unavailable (<error type>)`.")
+    search_attributes: str = Field(
+        description="`ok`, `missing: <names and the command that registers them>`, "
+        "`unavailable (<error type>)`, or `not checked (<why>)` (Temporal unavailable or "
+        "unhealthy, or not allowed to list them: then it does not hold readiness back)."
+    )
+
+
 @router.get("/healthz")
 async def healthz() -> dict[str, str]:
     """The process is up."""
     return {"status": "ok"}
 
 
-@router.get("/readyz")
+@router.get(
+    "/readyz",
+    response_model=Ready,
+    responses={
+        503: {
+            "model": Ready,
+            "description": "The database or Temporal is not ready, or the namespace lacks"
+            " search attributes.",
+        }
+    },
+)
 async def readyz(state: StateDep) -> JSONResponse:
     """Ready to accept events: the database answers, Temporal is reachable, and its
     namespace has the search attributes every trigger workflow and run sets
@@ -40,7 +62,8 @@ async def readyz(state: StateDep) -> JSONResponse:
     database, (temporal, attributes) = await asyncio.gather(_database(state), _temporal(state))
     checks = {"database": database, "temporal": temporal, "search_attributes": attributes}
     ready = all(v == "ok" or v.startswith("not checked") for v in checks.values())
-    return JSONResponse(status_code=200 if ready else 503, content={"ready": ready, **checks})
+    body = Ready(ready=ready, **checks)
+    return JSONResponse(status_code=200 if ready else 503, content=body.model_dump())
 
 
 async def _database(state: AppState) -> str:

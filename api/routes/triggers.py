@@ -1,4 +1,5 @@
-"""``/api/triggers``: create, read, change, share, enable, disable and delete triggers."""
+"""``/api/triggers``: create, read, change, enable, disable and delete triggers (shares:
+``api/routes/shares.py``)."""
 
 from __future__ import annotations
 
@@ -10,10 +11,14 @@ from fastapi import APIRouter, HTTPException, Query, Response, status
 
 from api import control
 from api.deps import CurrentUser, SessionDep, StateDep
+from api.errors import answers
+from api.guards import (
+    authorize_target,
+    changed_destinations,
+    require_secrets_again,
+    target_principal,
+)
 from api.schemas import (
-    ShareIn,
-    ShareOut,
-    TargetIn,
     TriggerCreate,
     TriggerPage,
     TriggerPublic,
@@ -21,46 +26,25 @@ from api.schemas import (
     TriggerUpdate,
 )
 from api.state import AppState
+from api.text import SafeStr
 from api.validation import (
+    check_target,
     expression_or_422,
-    graph_or_422,
     provider_or_422,
     require_secrets,
     validate_config,
     validate_secrets,
 )
-from triggers import store
-from triggers.events import trigger_workflow_id
-from triggers.models import Trigger, TriggerStatus
+from api.views import to_public
+from triggers.core.events import trigger_workflow_id
+from triggers.infra import store
+from triggers.infra.models import Trigger, TriggerStatus
 
 router = APIRouter(prefix="/api/triggers", tags=["triggers"])
-
-
-def to_public(state: AppState, trigger: Trigger, role: str) -> TriggerPublic:
-    secret_names = sorted(state.secret_box.decrypt(trigger.secrets_encrypted))
-    webhook_url = None
-    if trigger.provider == "webhook":
-        preset = trigger.config.get("preset", "generic")
-        webhook_url = f"{state.settings.base_url}/webhooks/{preset}/{trigger.id}"
-    return TriggerPublic(
-        id=trigger.id,
-        name=trigger.name,
-        provider=trigger.provider,
-        config=trigger.config,
-        target=trigger.target,
-        condition=(trigger.condition or {}).get("expression"),
-        enabled=trigger.enabled,
-        status=trigger.status,
-        last_error=trigger.last_error,
-        config_version=trigger.config_version,
-        secret_names=secret_names,
-        owner_id=trigger.user_id,
-        role=role,
-        webhook_url=webhook_url,
-        workflow_id=trigger_workflow_id(str(trigger.id)),
-        created_at=trigger.created_at,
-        updated_at=trigger.updated_at,
-    )
+# The error answers of the routes on one trigger: read, act (enable...), change with a body.
+_READ = answers(401, 404, 422, 503)
+_ACT = answers(401, 403, 404, 422, 503)
+_WRITE = answers(400, 401, 403, 404, 422, 503)
 
 
 async def _load(
@@ -80,22 +64,13 @@ _MUTABLE = (
     "target",
     "condition",
     "secrets_encrypted",
+    "network_principal_id",
+    "target_principal_id",
     "config_version",
     "enabled",
     "status",
     "last_error",
 )
-
-
-def _check_target(target: TargetIn) -> None:
-    """Expressions in a target are checked here, once: a workflow target's input mapping,
-    and a graph's node types, expressions, edges and acyclicity (the 422 names the node).
-    The stored graph is the normalised one the run executes."""
-    if target.input is not None:
-        expression_or_422(target.input, ("body", "target", "input"))
-    if target.kind == "graph":
-        graph = graph_or_422(target.graph, loc=("body", "target", "graph"))
-        target.graph = graph.model_dump(mode="json")
 
 
 def _snapshot(trigger: Trigger) -> dict[str, Any]:
@@ -127,12 +102,12 @@ async def _save_and_apply(
     return trigger
 
 
-@router.get("", response_model=TriggerPage)
+@router.get("", response_model=TriggerPage, responses=answers(401, 422, 503))
 async def list_triggers(
     state: StateDep,
     session: SessionDep,
     user: CurrentUser,
-    provider: str | None = None,
+    provider: Annotated[SafeStr | None, Query(max_length=64)] = None,
     enabled: bool | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
@@ -145,7 +120,12 @@ async def list_triggers(
     return TriggerPage(items=items, total=total, limit=limit, offset=offset)
 
 
-@router.post("", response_model=TriggerPublic, status_code=status.HTTP_201_CREATED)
+@router.post(
+    "",
+    response_model=TriggerPublic,
+    status_code=status.HTTP_201_CREATED,
+    responses=answers(400, 401, 422, 503),
+)
 async def create_trigger(
     body: TriggerCreate, state: StateDep, session: SessionDep, user: CurrentUser
 ) -> TriggerPublic:
@@ -157,14 +137,24 @@ async def create_trigger(
     require_secrets(info, body.secrets)
     if body.condition is not None:
         expression_or_422(body.condition)
-    _check_target(body.target)
+    check_target(body.target)
+    target = body.target.model_dump(mode="json")
+    await authorize_target(
+        session,
+        target=target,
+        owner_id=user.id,
+        actor_id=user.id,
+        service_queue=state.settings.task_queue,
+    )
     trigger = Trigger(
         user_id=user.id,
+        network_principal_id=user.id,
+        target_principal_id=user.id,
         name=body.name,
         provider=body.provider,
         config=config.model_dump(mode="json", exclude_unset=False),
         condition={"expression": body.condition} if body.condition else None,
-        target=body.target.model_dump(mode="json"),
+        target=target,
         enabled=body.enabled,
         secrets_encrypted=state.secret_box.encrypt(body.secrets) if body.secrets else None,
         status=TriggerStatus.ACTIVE if body.enabled else TriggerStatus.DISABLED,
@@ -181,7 +171,7 @@ async def create_trigger(
     return to_public(state, trigger, "owner")
 
 
-@router.get("/{trigger_id}", response_model=TriggerPublic)
+@router.get("/{trigger_id}", response_model=TriggerPublic, responses=_READ)
 async def get_trigger(
     trigger_id: uuid.UUID, state: StateDep, session: SessionDep, user: CurrentUser
 ) -> TriggerPublic:
@@ -190,11 +180,7 @@ async def get_trigger(
     return to_public(state, trigger, role)
 
 
-@router.get(
-    "/{trigger_id}/status",
-    response_model=TriggerRuntime,
-    responses={503: {"description": "Temporal could not be asked; retry after Retry-After"}},
-)
+@router.get("/{trigger_id}/status", response_model=TriggerRuntime, responses=_READ)
 async def trigger_status(
     trigger_id: uuid.UUID, state: StateDep, session: SessionDep, user: CurrentUser
 ) -> TriggerRuntime:
@@ -244,7 +230,19 @@ async def trigger_status(
     return TriggerRuntime(running=True, workflow_id=wid, **report)
 
 
-@router.patch("/{trigger_id}", response_model=TriggerPublic)
+@router.patch(
+    "/{trigger_id}",
+    response_model=TriggerPublic,
+    responses=answers(
+        400,
+        401,
+        403,
+        404,
+        422,
+        503,
+        d403="A destination field changed without the secrets again, or your role is too low",
+    ),
+)
 async def update_trigger(
     trigger_id: uuid.UUID,
     body: TriggerUpdate,
@@ -252,33 +250,68 @@ async def update_trigger(
     session: SessionDep,
     user: CurrentUser,
 ) -> TriggerPublic:
-    """Change a trigger (editor or owner). The running workflow is told by signal."""
+    """Change a trigger (editor or owner). The running workflow is told by signal.
+
+    Only the owner may change where a source connects or where its secrets go (the
+    provider's destination fields: an http_poll ``url`` or secret headers, a sql_poll
+    ``url``) without giving every secret again in the same request (403 naming the field);
+    the source then uses the network allowlist of whoever changed them, and a graph's
+    ``http_request`` nodes that of whoever last changed where they send requests."""
     trigger, role = await _load(session, user, trigger_id, "editor")
     before = _snapshot(trigger)
     info = provider_or_422(trigger.provider)
     changes = {k: v for k, v in body.model_dump(exclude_unset=True).items() if v is not None}
     if not changes and "condition" not in body.model_fields_set:
         return to_public(state, trigger, role)
-    if body.name is not None:
-        trigger.name = body.name
-    if body.config is not None:
-        trigger.config = validate_config(info, body.config).model_dump(mode="json")
+    # Everything is checked before anything changes on the row.
+    config = validate_config(info, body.config) if body.config is not None else None
+    moved = changed_destinations(info, trigger, config) if config is not None else []
     if body.target is not None:
-        _check_target(body.target)
-        trigger.target = body.target.model_dump(mode="json")
-    if "condition" in body.model_fields_set:
-        if body.condition is not None:
-            expression_or_422(body.condition)
-        trigger.condition = {"expression": body.condition} if body.condition else None
+        check_target(body.target)
+    if body.condition is not None:
+        expression_or_422(body.condition)
+    current = state.secret_box.decrypt(trigger.secrets_encrypted)
     if body.secrets is not None:
         validate_secrets(info, body.secrets)
-        current = state.secret_box.decrypt(trigger.secrets_encrypted)
         for name, value in body.secrets.items():
             if value is None:
                 current.pop(name, None)
             else:
                 current[name] = value
         require_secrets(info, current)
+    if role != "owner":
+        resupplied = {n for n, v in (body.secrets or {}).items() if v is not None}
+        require_secrets_again(moved, kept=current, resupplied=resupplied)
+    target = body.target.model_dump(mode="json") if body.target is not None else trigger.target
+    if trigger.enabled or body.target is not None:
+        await authorize_target(
+            session,
+            target=target,
+            owner_id=trigger.user_id,
+            actor_id=user.id,
+            service_queue=state.settings.task_queue,
+            before=trigger.target,
+            loc=("body", "target") if body.target is not None else ("target",),
+        )
+    given = any(v is not None for v in (body.secrets or {}).values())
+    trigger.target_principal_id = target_principal(
+        trigger,
+        target=target,
+        name=body.name if body.name is not None else trigger.name,
+        actor_id=user.id,
+        chooses_events=bool(moved) or given,
+    )
+    if body.name is not None:
+        trigger.name = body.name
+    if config is not None:
+        trigger.config = config.model_dump(mode="json")
+    if moved:
+        # The source now goes out through the allowlist of whoever chose where it goes.
+        trigger.network_principal_id = user.id
+    trigger.target = target
+    if "condition" in body.model_fields_set:
+        trigger.condition = {"expression": body.condition} if body.condition else None
+    if body.secrets is not None:
         trigger.secrets_encrypted = state.secret_box.encrypt(current) if current else None
     trigger.config_version += 1
     if trigger.enabled:
@@ -292,6 +325,16 @@ async def _set_enabled(
     trigger_id: uuid.UUID, enabled: bool, state: AppState, session: SessionDep, user: CurrentUser
 ) -> TriggerPublic:
     trigger, role = await _load(session, user, trigger_id, "editor")
+    if enabled:
+        # A trigger may have lost its queue while it was disabled.
+        await authorize_target(
+            session,
+            target=trigger.target,
+            owner_id=trigger.user_id,
+            actor_id=trigger.user_id,
+            service_queue=state.settings.task_queue,
+            loc=("target",),
+        )
     before = _snapshot(trigger)
     trigger.enabled = enabled
     trigger.status = TriggerStatus.ACTIVE if enabled else TriggerStatus.DISABLED
@@ -301,7 +344,7 @@ async def _set_enabled(
     return to_public(state, trigger, role)
 
 
-@router.post("/{trigger_id}/enable", response_model=TriggerPublic)
+@router.post("/{trigger_id}/enable", response_model=TriggerPublic, responses=_ACT)
 async def enable_trigger(
     trigger_id: uuid.UUID, state: StateDep, session: SessionDep, user: CurrentUser
 ) -> TriggerPublic:
@@ -309,7 +352,7 @@ async def enable_trigger(
     return await _set_enabled(trigger_id, True, state, session, user)
 
 
-@router.post("/{trigger_id}/disable", response_model=TriggerPublic)
+@router.post("/{trigger_id}/disable", response_model=TriggerPublic, responses=_ACT)
 async def disable_trigger(
     trigger_id: uuid.UUID, state: StateDep, session: SessionDep, user: CurrentUser
 ) -> TriggerPublic:
@@ -317,7 +360,7 @@ async def disable_trigger(
     return await _set_enabled(trigger_id, False, state, session, user)
 
 
-@router.delete("/{trigger_id}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete("/{trigger_id}", status_code=status.HTTP_204_NO_CONTENT, responses=_ACT)
 async def delete_trigger(
     trigger_id: uuid.UUID, state: StateDep, session: SessionDep, user: CurrentUser
 ) -> Response:
@@ -328,39 +371,4 @@ async def delete_trigger(
     await _apply(state, trigger)
     await session.delete(trigger)
     await session.commit()
-    return Response(status_code=status.HTTP_204_NO_CONTENT)
-
-
-@router.get("/{trigger_id}/shares", response_model=list[ShareOut])
-async def list_shares(
-    trigger_id: uuid.UUID, session: SessionDep, user: CurrentUser
-) -> list[ShareOut]:
-    """Who else can see or change this trigger."""
-    trigger, _ = await _load(session, user, trigger_id, "viewer")
-    return [ShareOut(user=n, role=r) for n, r in await store.list_shares(session, trigger=trigger)]
-
-
-@router.put("/{trigger_id}/shares", response_model=ShareOut)
-async def share_trigger(
-    trigger_id: uuid.UUID, body: ShareIn, session: SessionDep, user: CurrentUser
-) -> ShareOut:
-    """Share with another user as ``viewer`` (read) or ``editor`` (change, enable, disable).
-    Owner only."""
-    trigger, _ = await _load(session, user, trigger_id, "owner")
-    other = await store.get_user_by_name(session, name=body.user)
-    if other is None or other.id == user.id:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"user {body.user!r} not found")
-    share = await store.set_share(session, trigger=trigger, user=other, role=body.role)
-    return ShareOut(user=other.name, role=share.role)
-
-
-@router.delete("/{trigger_id}/shares/{user_name}", status_code=status.HTTP_204_NO_CONTENT)
-async def unshare_trigger(
-    trigger_id: uuid.UUID, user_name: str, session: SessionDep, user: CurrentUser
-) -> Response:
-    """Stop sharing with a user. Owner only."""
-    trigger, _ = await _load(session, user, trigger_id, "owner")
-    other = None if "\x00" in user_name else await store.get_user_by_name(session, name=user_name)
-    if other is None or not await store.remove_share(session, trigger=trigger, user=other):
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"{user_name!r} has no share")
     return Response(status_code=status.HTTP_204_NO_CONTENT)

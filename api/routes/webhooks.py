@@ -6,40 +6,26 @@ import logging
 import time
 import uuid
 from datetime import UTC, datetime
+from functools import partial
 
 from fastapi import APIRouter, Request, status
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import SQLAlchemyError
 
-from api import control
+from api import control, webhook_http
 from api.deps import StateDep
+from api.errors import answers
 from api.ratelimit import retry_after_header
 from api.schemas import WebhookAccepted
-from triggers import store
-from triggers.admission import Admission, admit
-from triggers.events import bound_event, run_workflow_id, signal_size
+from api.state import AppState
+from triggers.core.events import bound_event, run_workflow_id, signal_size
+from triggers.core.signatures import SignatureError
+from triggers.infra import replays, store
+from triggers.infra.admission import Admission, admit
 from triggers.providers import webhook
-from triggers.signatures import SignatureError
 
 router = APIRouter(tags=["webhooks"])
 log = logging.getLogger("triggers.webhooks")
-
-
-class _TooLarge(Exception):
-    pass
-
-
-async def _read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise _TooLarge
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise _TooLarge
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def _error(code: int, message: str, retry_after: str | None = None) -> JSONResponse:
@@ -47,19 +33,57 @@ def _error(code: int, message: str, retry_after: str | None = None) -> JSONRespo
     return JSONResponse(status_code=code, content={"detail": message}, headers=headers)
 
 
+async def _replayed(
+    state: AppState, trigger_id: str, body: bytes, key: str, window: int
+) -> JSONResponse | None:
+    """The 409 (or 503) answer when this body was accepted under another event key within
+    the trigger's replay window; None when the delivery may go on."""
+    try:
+        async with state.sessions() as session:
+            fresh = await replays.claim(
+                session,
+                trigger_id=uuid.UUID(trigger_id),
+                fingerprint=replays.body_fingerprint(body),
+                event_key=key,
+                window_seconds=window,
+                now=datetime.now(UTC),
+            )
+    except (SQLAlchemyError, OSError) as exc:
+        log.warning("replay check for %s failed (%s): answered 503", trigger_id, type(exc).__name__)
+        retry = str(state.settings.retry_after_seconds)
+        return _error(503, "event not accepted: the database is unavailable; retry later", retry)
+    if fresh:
+        return None
+    log.info("webhook %s refused: body replayed under a new delivery id", trigger_id)
+    return _error(
+        409,
+        f"replayed delivery: this body was accepted under another delivery id within the "
+        f"last {window} s (replay_window_seconds)",
+    )
+
+
 @router.post(
     "/webhooks/{preset}/{trigger_id}",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=WebhookAccepted,
-    responses={
-        401: {"description": "Bad, missing or expired signature"},
-        404: {"description": "No such trigger for this preset"},
-        409: {"description": "The trigger is disabled"},
-        413: {"description": "Body over the size limit"},
-        415: {"description": "Body type the scheme cannot read"},
-        429: {"description": "Over the trigger's rate limit (see Retry-After)"},
-        503: {"description": "Temporal unreachable; retry after Retry-After"},
-    },
+    responses=answers(
+        400,
+        401,
+        404,
+        408,
+        409,
+        413,
+        415,
+        422,
+        429,
+        431,
+        503,
+        d400="A body the scheme cannot read, or a repeated header",
+        d401="Bad, missing or expired signature",
+        d404="No such trigger for this preset",
+        d409="The trigger is disabled, or the body is a replay",
+        d415="Body type the scheme cannot read, or a content encoding",
+    ),
 )
 async def receive_webhook(
     preset: str, trigger_id: str, request: Request, state: StateDep
@@ -67,31 +91,45 @@ async def receive_webhook(
     """Verify a delivery and hand it to the trigger's workflow.
 
     202 means the event is durably accepted: the signal carrying it is persisted in the
-    trigger workflow's history. Repeats of a delivery answer 202 with ``duplicate: true``
-    and never start a second run.
+    trigger workflow's history. ``would_start`` says whether it passed the trigger's
+    condition: only then is the run ``run_id`` started; a dropped event never has one.
+    Repeats of a delivery answer 202 with ``duplicate: true`` and never start a second run.
     """
     settings = state.settings
+    # Answers before the body is read close the connection when its rest may be large.
+    early = partial(webhook_http.answer, close=webhook_http.unread_body_is_large(request))
+    if webhook_http.header_bytes(request) > webhook_http.MAX_HEADER_BYTES:
+        return early(431, f"request headers are larger than {webhook_http.MAX_HEADER_BYTES} bytes")
     try:
         tid = uuid.UUID(trigger_id)
     except ValueError:
-        return _error(404, "trigger not found")
+        return early(404, "trigger not found")
     # The canonical form: run IDs must not depend on how the sender spelled the UUID.
     trigger_id = str(tid)
     async with state.sessions() as session:
         trigger = await store.get_trigger(session, trigger_id=tid)
     if trigger is None or trigger.provider != "webhook" or trigger.config.get("preset") != preset:
-        return _error(404, "trigger not found")
+        return early(404, "trigger not found")
     if not trigger.enabled:
-        return _error(409, "trigger is disabled")
+        return early(409, "trigger is disabled")
     config = webhook.WebhookConfig.model_validate(trigger.config)
+    twice = webhook_http.repeated(request, webhook.single_headers(config))
+    if twice is not None:
+        return early(400, f"header {twice} appears more than once")
+    coding = webhook_http.content_coding_refused(request)
+    if coding is not None:
+        return early(415, coding, headers={"Accept-Encoding": "identity"})
 
     limit = min(
         config.max_body_bytes or settings.webhook_max_body_bytes, settings.webhook_max_body_bytes
     )
     try:
-        body = await _read_body(request, limit)
-    except _TooLarge:
-        return _error(413, f"body is larger than {limit} bytes")
+        body = await webhook_http.read_body(
+            request, limit=limit, timeout=settings.webhook_body_timeout_seconds
+        )
+    except webhook_http.BodyRefused as exc:
+        # The rest of the body was not read: the connection cannot carry another request.
+        return webhook_http.answer(exc.status, exc.message, close=True)
 
     headers = {k.lower(): v for k, v in request.headers.items()}
     secrets = state.secret_box.decrypt(trigger.secrets_encrypted)
@@ -129,6 +167,11 @@ async def receive_webhook(
     # Known duplicates only: this process accepted the same key before. Anything else is
     # sent on; the trigger workflow counts a repeat it recognises in ``duplicates``.
     duplicate = recent_key in state.recent
+    would_start: bool | None = None
+    if not duplicate and config.replay_window_seconds:
+        refused = await _replayed(state, trigger_id, body, event.key, config.replay_window_seconds)
+        if refused is not None:
+            return refused
     if not duplicate:
         # Decided (the condition, within its budget) and large data stored aside.
         (event,) = await admit(Admission.of(trigger), [event], sessions=state.sessions)
@@ -138,7 +181,12 @@ async def receive_webhook(
         ):
             await state.batcher.submit(trigger, event, size=signal_size(event))
         state.recent.add(recent_key)
+        would_start = event.verdict is None or event.verdict.result == "passed"
     accepted = WebhookAccepted(
-        event_id=event.id, event_key=event.key, run_id=run_id, duplicate=duplicate
+        event_id=event.id,
+        event_key=event.key,
+        run_id=run_id,
+        duplicate=duplicate,
+        would_start=would_start,
     )
     return JSONResponse(status_code=202, content=accepted.model_dump())

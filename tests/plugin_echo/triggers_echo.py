@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from pydantic import BaseModel, ConfigDict
 
-from triggers.events import Event
+from triggers.core.events import Event
 from triggers.providers.base import EventSink, SourceContext, SourceProvider
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any
@@ -15,6 +16,11 @@ if TYPE_CHECKING:
 ENTRY_POINT_GROUP = "temporal_triggers.providers"
 
 
+def every_field(config: BaseModel) -> dict[str, Any]:
+    """A provider that declares no destination fields: its whole config counts."""
+    return dict(config.model_dump(mode="json"))
+
+
 @dataclass(frozen=True)
 class ProviderInfo:
     """What the API needs to know about a provider to validate a trigger."""
@@ -25,8 +31,12 @@ class ProviderInfo:
     optional_secrets: frozenset[str] = field(default_factory=frozenset)
     # Any secret name matching this regular expression is allowed too (user-named secrets).
     secret_pattern: str | None = None
+    secret_pattern_help: str | None = None
     # The loop that produces events; None for push providers (webhooks arrive over HTTP).
     source: type[SourceProvider] | None = None
+    # The part of a validated config that decides where the trigger connects and where its
+    # secrets go (see ``SourceProvider.destination_fields``); the whole config by default.
+    destinations: Callable[[BaseModel], dict[str, Any]] = every_field
 
     @classmethod
     def of(cls, provider: type[SourceProvider]) -> ProviderInfo:
@@ -36,12 +46,20 @@ class ProviderInfo:
             required_secrets=provider.required_secrets,
             optional_secrets=provider.optional_secrets,
             secret_pattern=provider.secret_pattern,
+            secret_pattern_help=provider.secret_pattern_help,
             source=provider,
+            destinations=provider.destinations,
         )
 
     @property
     def allowed_secrets(self) -> frozenset[str]:
         return self.required_secrets | self.optional_secrets
+
+    def changed_destinations(self, before: BaseModel, after: BaseModel) -> list[str]:
+        """The destination fields whose values differ between two configs, in order."""
+        old, new = self.destinations(before), self.destinations(after)
+        names = dict.fromkeys([*new, *old])
+        return [name for name in names if old.get(name) != new.get(name)]
 
     def allows_secret(self, name: str) -> bool:
         if name in self.allowed_secrets:

@@ -36,7 +36,7 @@ from typing import Any, ClassVar, Protocol
 
 from pydantic import BaseModel
 
-from triggers.events import Event
+from triggers.core.events import Event
 
 Cursor = Any  # JSON-serialisable: a watermark, an offset, a timestamp string, a dict...
 
@@ -103,6 +103,22 @@ class SourceProvider(ABC):
     # Providers whose secrets are named by the user (e.g. referenced from templates) accept
     # any name matching this regular expression, beside ``required | optional``.
     secret_pattern: ClassVar[str | None] = None
+    # The config fields that decide where the source connects and where its secrets go
+    # (URLs, hosts, broker addresses, templates that carry a secret). Anyone but the owner
+    # who changes one must give the secrets again in the same request, and the source then
+    # goes out through that user's network allowlist. ``None`` (nothing declared, e.g. a
+    # plugin that predates this): every field counts.
+    destination_fields: ClassVar[tuple[str, ...] | None] = None
+
+    @classmethod
+    def destinations(cls, config: BaseModel) -> dict[str, Any]:
+        """The values of ``destination_fields`` (JSON), compared before and after a change.
+        Override to narrow a field to its part that matters (e.g. only the headers that
+        carry a secret)."""
+        return destination_values(config, cls.destination_fields)
+
+    # That pattern in words, for the 422 that refuses a name (e.g. "letters, digits and _").
+    secret_pattern_help: ClassVar[str | None] = None
 
     @abstractmethod
     async def init(
@@ -116,6 +132,13 @@ class SourceProvider(ABC):
 
     async def shutdown(self) -> None:  # noqa: B027  (optional hook)
         """Close clients. Called once, whatever happened before."""
+
+
+def destination_values(config: BaseModel, fields: tuple[str, ...] | None) -> dict[str, Any]:
+    dumped = config.model_dump(mode="json")
+    if fields is None:
+        return dict(dumped)
+    return {name: dumped.get(name) for name in fields}
 
 
 def event_time(value: datetime) -> str:

@@ -34,30 +34,23 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from itertools import islice
 from typing import Literal, Self
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, available_timezones
 
 from pydantic import (
     AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
+    JsonValue,
     ValidationError,
     field_validator,
     model_validator,
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from triggers.durations import parse_duration
-from triggers.events import Event
-from triggers.providers import ProviderInfo
-from triggers.providers.base import (
-    EventSink,
-    ProviderConfigError,
-    SourceContext,
-    SourceProvider,
-    event_time,
-)
-from triggers.schedule import (
+from triggers.core.durations import DURATION_PATTERN, parse_duration
+from triggers.core.events import Event
+from triggers.core.schedule import (
     Bounded,
     CatchUp,
     CronSchedule,
@@ -68,6 +61,14 @@ from triggers.schedule import (
     catchup_slots,
     cron_fields,
     latest_before,
+)
+from triggers.providers import ProviderInfo
+from triggers.providers.base import (
+    EventSink,
+    ProviderConfigError,
+    SourceContext,
+    SourceProvider,
+    event_time,
 )
 
 log = logging.getLogger(__name__)
@@ -80,29 +81,54 @@ MAX_WAIT_SECONDS = 60.0
 CATCHUP_BATCH = 100
 
 
+# The zone names ZoneInfo knows here (tzdata is a dependency), as the schema's enum.
+_ZONES: list[JsonValue] = [*sorted(available_timezones())]
+
+
 class CronConfig(BaseModel):
     """Configuration of a schedule trigger. No secrets."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        # Exactly one of cron and every (checked below), as the published schema says it.
+        json_schema_extra={
+            "oneOf": [
+                {"required": ["cron"], "properties": {"cron": {"type": "string"}}},
+                {"required": ["every"], "properties": {"every": {"type": "string"}}},
+            ]
+        },
+    )
 
     cron: str | None = Field(
         default=None,
+        # As close as a pattern gets: an alias, or 5-6 fields of cron characters (ranges
+        # and values are checked by the validator below).
+        json_schema_extra={
+            "pattern": "^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)"
+            "|[0-9*/,?LW#-]+( [0-9*/,?LW#-]+){4,5})$"
+        },
         description="Cron expression: 5 fields (minute hour day month weekday), 6 fields with "
         "seconds first ('*/5 * * * * *' = every 5 seconds), or @yearly, @annually, @monthly, "
         "@weekly, @daily, @midnight, @hourly. Wall-clock times in `timezone`.",
     )
     every: str | None = Field(
         default=None,
+        json_schema_extra={"pattern": DURATION_PATTERN},
         description="Fixed interval instead of `cron`, e.g. '30s', '5m', '1h30m', '2d' "
         "(at least 1s), on the grid start_at + k*every (the unix epoch without start_at).",
     )
-    timezone: str = Field(default="UTC", description="IANA zone of the cron fields.")
+    timezone: str = Field(
+        default="UTC",
+        description="IANA zone of the cron fields.",
+        json_schema_extra={"enum": _ZONES},
+    )
     start_at: AwareDatetime | None = Field(default=None, description="No slot before this.")
     end_at: AwareDatetime | None = Field(
         default=None, description="No slot after this; the schedule then finishes."
     )
     jitter: str = Field(
         default="0s",
+        json_schema_extra={"pattern": DURATION_PATTERN},
         description="Delay each fire by a random 0..jitter (e.g. '30s'); the event key stays "
         "the scheduled slot.",
     )
@@ -112,7 +138,9 @@ class CronConfig(BaseModel):
         "'latest' the most recent, 'all' every one, oldest first.",
     )
     catchup_window: str = Field(
-        default="1h", description="Missed slots older than this are never fired (e.g. '1h')."
+        default="1h",
+        json_schema_extra={"pattern": DURATION_PATTERN},
+        description="Missed slots older than this are never fired (e.g. '1h').",
     )
     overlap: Literal["allow", "skip"] = Field(
         default="allow",
@@ -182,7 +210,7 @@ def _field_error(field: str, message: str) -> ValidationError:
 
 
 def build_schedule(config: CronConfig) -> Schedule:
-    """The pure schedule a config describes (see ``triggers.schedule``)."""
+    """The pure schedule a config describes (see ``triggers.core.schedule``)."""
     inner: Schedule
     if config.cron is not None:
         inner = CronSchedule(
@@ -240,6 +268,7 @@ class CronProvider(SourceProvider):
 
     name = "cron"
     Config = CronConfig
+    destination_fields = ()  # connects nowhere, holds no secrets
 
     def __init__(self, *, rng: random.Random | None = None) -> None:
         self._rng = rng or random.Random()

@@ -1,7 +1,7 @@
 """HTTP polling provider: fetch a JSON API on an interval and emit each new item as an event.
 
 Each poll reads every page (up to ``max_pages``) through the outbound request guard
-(``triggers.net``), picks the items, keeps the new ones (``triggers.providers.polling``) and
+(``triggers.infra.net``), picks the items, keeps the new ones (``triggers.providers.polling``) and
 emits them; the cursor moves only once ``emit`` returned, so a crash re-reads, never skips.
 
 Secrets (from the trigger's encrypted secrets) appear only in header templates
@@ -22,9 +22,9 @@ from urllib.parse import urljoin
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from triggers import net
-from triggers.durations import parse_duration
-from triggers.events import Event
+from triggers.core.durations import DURATION_PATTERN, parse_duration
+from triggers.core.events import Event
+from triggers.infra import net
 from triggers.providers import polling
 from triggers.providers.base import (
     EventSink,
@@ -38,7 +38,12 @@ from triggers.providers.base import (
 
 logger = logging.getLogger(__name__)
 
-SECRET_NAME = r"[a-z][a-z0-9_]{0,63}"
+# Secret names as templates reference them, matched exactly (case-sensitive).
+SECRET_NAME = r"[A-Za-z][A-Za-z0-9_]{0,63}"
+SECRET_NAME_RULE = (
+    "letters of either case, digits and _, starting with a letter, at most 64 characters "
+    "(case-sensitive: {{secrets.Token}} uses the secret Token)"
+)
 EVENT_TYPE = "http_poll.item"
 LINK_HEADER = "header:link"
 MAX_RESPONSE_BYTES = 10 * 1024 * 1024
@@ -48,16 +53,23 @@ _USER_AGENT = "temporal-triggers/http_poll"
 
 class HttpPollConfig(BaseModel):
     """Configuration of an HTTP polling trigger. Secrets referenced by header templates go in
-    the trigger's ``secrets`` under the same names (lowercase letters, digits, ``_``)."""
+    the trigger's ``secrets`` under the same names (see ``SECRET_NAME_RULE``)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    url: str = Field(description="The http(s) URL to poll; its query string is kept.")
+    url: str = Field(
+        description="The http(s) URL to poll; its query string is kept.",
+        # Stricter than the validator (no IPv6 literals, no user info), as a pattern can be.
+        json_schema_extra={
+            "pattern": "^[hH][tT][tT][pP][sS]?://[A-Za-z0-9.-]+(:[0-9]{1,5})?([/?#][!-~]*)?$"
+        },
+    )
     method: Literal["GET", "POST"] = Field(default="GET", description="HTTP method.")
     headers: dict[str, str] = Field(
         default_factory=dict,
         description="Request headers; values may use {{secrets.NAME}}, "
-        "e.g. 'Authorization': 'Bearer {{secrets.token}}'.",
+        "e.g. 'Authorization': 'Bearer {{secrets.token}}', with the secret under the same "
+        f"name in the trigger's secrets. NAME: {SECRET_NAME_RULE}.",
     )
     query: dict[str, str] = Field(
         default_factory=dict,
@@ -96,7 +108,11 @@ class HttpPollConfig(BaseModel):
         default=None, description="Pagination by cursor: JSONPath of the next cursor value."
     )
     max_pages: int = Field(default=20, ge=1, le=1000, description="Pages read per poll.")
-    interval: str = Field(default="60s", description="Time between polls, e.g. '30s' (>= 1s).")
+    interval: str = Field(
+        default="60s",
+        description="Time between polls, e.g. '30s' (>= 1s).",
+        json_schema_extra={"pattern": DURATION_PATTERN},
+    )
     start_from: Literal["now", "beginning"] = Field(
         default="now",
         description="'now': the first poll records what exists without emitting it; "
@@ -153,7 +169,11 @@ class HttpPollConfig(BaseModel):
     def _check_headers(cls, headers: dict[str, str]) -> dict[str, str]:
         for name, value in headers.items():
             for ref in polling.template_names(value):
-                if not re.fullmatch(rf"secrets\.{SECRET_NAME}", ref):
+                if ref.startswith("secrets.") and not re.fullmatch(SECRET_NAME, ref[8:]):
+                    raise ValueError(
+                        f"header {name}: {{{{{ref}}}}}: a secret name is {SECRET_NAME_RULE}"
+                    )
+                if not ref.startswith("secrets."):
                     raise ValueError(f"header {name}: only {{{{secrets.NAME}}}} may be used")
         return headers
 
@@ -184,6 +204,22 @@ class HttpPollProvider(SourceProvider):
     name = "http_poll"
     Config = HttpPollConfig
     secret_pattern = SECRET_NAME
+    # Where the request goes, and which headers carry a secret (and under what name).
+    # Query and body take no secrets; redirects to another origin drop the secret headers.
+    destination_fields = ("url", "headers")
+
+    @classmethod
+    def destinations(cls, config: BaseModel) -> dict[str, Any]:
+        found = super().destinations(config)
+        headers: dict[str, str] = found.get("headers") or {}
+        found["headers"] = {
+            name.lower(): value
+            for name, value in sorted(headers.items())
+            if polling.template_names(value)
+        }
+        return found
+
+    secret_pattern_help = SECRET_NAME_RULE
 
     _config: HttpPollConfig
     _client: httpx.AsyncClient | None = None
@@ -384,7 +420,11 @@ def _render_headers(
         names = [ref.removeprefix("secrets.") for ref in refs]
         missing = [n for n in names if not secrets.get(n)]
         if missing:
-            raise ProviderConfigError(f"header {name} uses secret {missing[0]}, which is not set")
+            hint = [n for n in secrets if n.lower() == missing[0].lower()]
+            also = f" (names are case-sensitive; set: {hint[0]})" if hint else ""
+            raise ProviderConfigError(
+                f"header {name} uses secret {missing[0]}, which is not set{also}"
+            )
         value = polling.render(
             template, {ref: secrets[n] for ref, n in zip(refs, names, strict=True)}
         )

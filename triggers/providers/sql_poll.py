@@ -56,9 +56,9 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from triggers import net
-from triggers.durations import parse_duration
-from triggers.events import Event
+from triggers.core.durations import parse_duration
+from triggers.core.events import Event
+from triggers.infra import net
 from triggers.providers.base import (
     Cursor,
     EventSink,
@@ -112,8 +112,9 @@ class SqlPollConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
     url: str = Field(
+        json_schema_extra={"pattern": "^(postgresql\\+asyncpg://\\S+|sqlite\\+aiosqlite:///\\S+)$"},
         description="Async SQLAlchemy URL: postgresql+asyncpg://user@host:5432/db or "
-        "sqlite+aiosqlite:///path/to/file.db. Prefer the 'password' secret to a password here."
+        "sqlite+aiosqlite:///path/to/file.db. Prefer the 'password' secret to a password here.",
     )
     query: str = Field(
         description="SELECT with the bound parameter :cursor, ordered by the cursor column, e.g. "
@@ -260,6 +261,8 @@ class SqlPollProvider(SourceProvider):
     name = "sql_poll"
     Config = SqlPollConfig
     optional_secrets = frozenset({PASSWORD})
+    # The URL names the server the password is sent to.
+    destination_fields = ("url",)
 
     async def init(
         self, config: BaseModel, secrets: Mapping[str, str], context: SourceContext
@@ -373,7 +376,9 @@ class SqlPollProvider(SourceProvider):
                 finally:
                     await result.close()
         except (OSError, TimeoutError, SQLAlchemyError) as exc:
-            raise self._error(exc) from exc
+            # ``from None``: the driver's error (its text may quote the password) must not
+            # ride along as the cause of what the runtime logs and reports.
+            raise self._error(exc) from None
         return fresh
 
     def _check_order(self, previous: Any, value: Any) -> None:

@@ -13,8 +13,8 @@ from urllib.parse import parse_qs
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from triggers import signatures
-from triggers.events import Event
+from triggers.core import signatures
+from triggers.core.events import Event
 from triggers.providers import ProviderInfo
 
 SECRET = "signing_secret"
@@ -46,6 +46,27 @@ _FORWARD = {
     "svix-timestamp",
 }
 
+# Headers a delivery may carry once: a second copy makes it ambiguous which signature,
+# timestamp, id or body type was meant (a proxy may have checked one, we would read another).
+_SINGLE = {
+    "content-type",
+    "content-encoding",
+    "x-hub-signature",
+    "x-hub-signature-256",
+    "x-github-delivery",
+    "x-github-event",
+    "stripe-signature",
+    "webhook-id",
+    "webhook-timestamp",
+    "webhook-signature",
+    "svix-id",
+    "svix-timestamp",
+    "svix-signature",
+    "x-pagerduty-signature",
+    "x-webhook-id",
+    "x-api-key",
+}
+
 
 class WebhookConfig(BaseModel):
     """Configuration of a webhook trigger. Secrets go in the trigger's ``secrets``:
@@ -68,6 +89,16 @@ class WebhookConfig(BaseModel):
     event_type_header: str | None = Field(default=None, description="generic/apikey: type header.")
     tolerance_seconds: int = Field(default=300, ge=1, le=86_400)
     max_body_bytes: int | None = Field(default=None, ge=1)
+    replay_window_seconds: int | None = Field(
+        default=None,
+        ge=1,
+        le=7 * 24 * 3600,
+        description=(
+            "Off by default. Refuse (409) a delivery whose body (sha256 of the raw bytes) "
+            "this trigger accepted under another delivery id within this many seconds: for "
+            "schemes that sign neither a timestamp nor the delivery id (github)."
+        ),
+    )
     rate_limit_per_second: float | None = Field(default=None, gt=0)
     rate_limit_burst: int | None = Field(default=None, ge=1)
     forward_headers: list[str] = Field(
@@ -95,6 +126,17 @@ class WebhookRejected(Exception):
 
 def active_secrets(secrets: Mapping[str, str]) -> list[str]:
     return [s for s in (secrets.get(SECRET), secrets.get(PREVIOUS_SECRET)) if s]
+
+
+def single_headers(config: WebhookConfig) -> frozenset[str]:
+    """Lower-case names of the headers a delivery for ``config`` may carry at most once."""
+    configured = (
+        config.signature_header,
+        config.timestamp_header,
+        config.id_header,
+        config.event_type_header,
+    )
+    return frozenset(_SINGLE | {h.lower() for h in configured if h})
 
 
 def verify(
@@ -264,9 +306,17 @@ def _str_or_none(value: Any) -> str | None:
     return str(value) if value is not None else None
 
 
+def _no_destinations(_config: BaseModel) -> dict[str, Any]:
+    # A webhook sends its secrets nowhere: they only check what senders send. Whatever the
+    # config says, a delivery whose credential is not where the config looks for it fails
+    # verification before any event (or forwarded header) exists.
+    return {}
+
+
 info = ProviderInfo(
     name="webhook",
     config_model=WebhookConfig,
     required_secrets=frozenset({SECRET}),
     optional_secrets=frozenset({PREVIOUS_SECRET}),
+    destinations=_no_destinations,
 )

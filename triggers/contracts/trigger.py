@@ -1,0 +1,243 @@
+"""The trigger workflow's contracts: its input and long-lived state, the ``events`` signal's
+payload, its query results, and the inputs and results of the activities it runs for
+itself (recovering a closed run's state, spilling and loading its backlog)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from triggers.core.events import Event
+
+
+@dataclass
+class EventBatch:
+    """Signal payload: events delivered to a trigger workflow in one persisted signal, with
+    the source's cursor after them (kept in the workflow's state)."""
+
+    events: list[Event]
+    cursor: Any = None
+    # Set by a source activity: the config version it runs. The workflow accepts nothing
+    # (neither events nor cursor) from a source of another version or of a disabled
+    # trigger, so a disable or a config change stops the old source's events at once.
+    config_version: int | None = None
+    # A source's next fire / poll time, when it knows it (ISO 8601).
+    next_at: str | None = None
+
+
+@dataclass
+class RunTarget:
+    """What a run is: the built-in ``RunWorkflow`` (``run``: records the event; ``graph``:
+    runs ``graph`` over the event's items) or the user's own workflow type (``workflow``)."""
+
+    kind: str = "run"  # "run" | "workflow" | "graph"
+    workflow_type: str | None = None
+    task_queue: str | None = None
+    # CEL over ``event`` and ``trigger`` giving a ``workflow`` run's input; None: the event.
+    input: str | None = None
+    # The validated graph as plain JSON (at most 200 nodes): it rides in the trigger's input
+    # and in each graph run's input.
+    graph: dict[str, Any] | None = None
+    # Whose network allowlist the graph's http_request nodes use (a user id; "" nobody's:
+    # public addresses only). It changes with the graph in one signal, and each run keeps
+    # the pair it started with. None: a spec from before it existed.
+    principal: str | None = None
+
+
+@dataclass
+class TriggerSpec:
+    """Everything the trigger workflow needs; never secrets or provider config."""
+
+    trigger_id: str
+    name: str
+    provider: str
+    owner: str
+    config_version: int
+    target: RunTarget = field(default_factory=RunTarget)
+    enabled: bool = True
+    # The provider runs a source loop (cron, polling...) as this workflow's activity.
+    source: bool = False
+    # "skip": drop an event while this trigger's previous run is still running.
+    overlap: str = "allow"
+    # CEL over ``event`` and ``trigger``; only events for which it is true start a run.
+    condition: str | None = None
+
+
+@dataclass
+class RecentEvent:
+    """An event as the trigger received it, kept so a dry run can replay its decision.
+
+    ``data`` is ``None`` and ``data_truncated`` true when the data's JSON was too large to
+    keep (``data_size`` says how large it was, in bytes).
+    """
+
+    id: str
+    key: str
+    type: str
+    time: str
+    source: str
+    subject: str | None = None
+    data: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+    data_truncated: bool = False
+    data_size: int = 0
+    # The claim check of data kept in the database (the dry run loads it from there).
+    data_ref: str | None = None
+
+
+@dataclass
+class RecentEvents:
+    """Query result: the latest accepted events, oldest first."""
+
+    events: list[RecentEvent]
+
+
+@dataclass
+class StartFailure:
+    """An accepted event whose run could not be started (for a reason other than "already
+    started"): kept so it is visible and can be started again once the cause is fixed."""
+
+    event_id: str
+    event_key: str
+    error: str
+    at: str
+    data_ref: str | None = None
+
+
+@dataclass
+class Recovery:
+    """A trigger workflow that began without the state its predecessor had: what it
+    resumed from. ``previous_status`` is how the previous run closed (completed after a
+    disable, or terminated / failed / timed out by accident)."""
+
+    at: str
+    previous_run_id: str | None
+    previous_status: str
+    # "result" (a completed run's state), "query" (the closed run's state, replayed),
+    # "history" (its last input plus the events signalled to it) or "none" (fresh).
+    source: str
+    pending_recovered: int = 0
+    error: str | None = None
+
+
+@dataclass
+class RecoverInput:
+    trigger_id: str
+    # This run: the one to recover into, never recovered from.
+    run_id: str
+
+
+@dataclass
+class RecoverResult:
+    state: TriggerState | None
+    recovery: Recovery | None
+
+
+@dataclass
+class WaitRunInput:
+    """Wait until a run started by an earlier run of the trigger workflow closes."""
+
+    run_id: str
+    poll_seconds: float = 2.0
+
+
+@dataclass
+class SpillInput:
+    trigger_id: str
+    events: list[Event]
+
+
+@dataclass
+class SpillResult:
+    ref: str
+
+
+@dataclass
+class UnspillInput:
+    ref: str
+
+
+@dataclass
+class UnspillResult:
+    events: list[Event]
+
+
+@dataclass
+class TriggerState:
+    """Long-lived state, carried across continue-as-new."""
+
+    events_received: int = 0
+    runs_started: int = 0
+    duplicates: int = 0
+    skipped: int = 0
+    # Condition outcomes: passed / dropped / error.
+    filtered: dict[str, int] = field(default_factory=dict)
+    # The latest condition errors, with their event ids (bounded).
+    condition_errors: list[dict[str, str]] = field(default_factory=list)
+    last_event_time: str | None = None
+    last_error: str | None = None
+    status: str = "active"
+    consecutive_errors: int = 0
+    next_retry_at: str | None = None
+    cursor: Any = None
+    next_at: str | None = None
+    resume_at: str | None = None
+    source_finished: bool = False
+    continued_as_new: int = 0
+    pending: list[Event] = field(default_factory=list)
+    # Recently handled event keys: a cheap first dedup before the run's workflow ID does it.
+    recent_keys: list[str] = field(default_factory=list)
+    # The latest accepted events (bounded, data cut when large), for the dry run.
+    recent_events: list[RecentEvent] = field(default_factory=list)
+    # Runs that could not be started (bounded list, the total in ``failed_starts``).
+    failed_starts: int = 0
+    start_failures: list[StartFailure] = field(default_factory=list)
+    # Events a source sent after a disable or a config change: not accepted, and its
+    # cursor did not move past them.
+    stale_dropped: int = 0
+    # What earlier runs of this workflow resumed from after a close (bounded).
+    recoveries: list[Recovery] = field(default_factory=list)
+    # The overlap guard's run, when it was still running at continue-as-new.
+    guard_run_id: str | None = None
+    # A backlog too large to carry in continue-as-new's input, stored in the database in
+    # chunks (oldest first), and how many events they hold.
+    spilled_refs: list[str] = field(default_factory=list)
+    spilled: int = 0
+
+
+@dataclass
+class TriggerInput:
+    spec: TriggerSpec
+    state: TriggerState | None = None
+
+
+@dataclass
+class TriggerStatus:
+    """Query result: what the trigger workflow knows about itself."""
+
+    trigger_id: str
+    name: str
+    enabled: bool
+    config_version: int
+    events_received: int
+    runs_started: int
+    duplicates: int
+    skipped: int
+    filtered: dict[str, int]
+    condition_errors: list[dict[str, str]]
+    status: str
+    consecutive_errors: int
+    next_retry_at: str | None
+    cursor: Any
+    next_at: str | None
+    runs_in_flight: int
+    pending: int
+    last_event_time: str | None
+    last_error: str | None
+    continued_as_new: int
+    history_length: int
+    history_size: int = 0
+    failed_starts: int = 0
+    start_failures: list[StartFailure] = field(default_factory=list)
+    stale_dropped: int = 0
+    last_recovery: Recovery | None = None
