@@ -18,7 +18,7 @@ import httpx
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from triggers.contracts.names import (
     BLOCKED_ADDRESS,
@@ -48,7 +48,7 @@ class HttpActivities:
         async with self._sessions() as session:
             trigger = await store.get_trigger(session, trigger_id=uuid.UUID(inp.trigger_id))
             if trigger is None:
-                raise ApplicationError("the trigger no longer exists", type=REQUEST_ERROR)
+                raise _fail("the trigger no longer exists", REQUEST_ERROR)
             principal = inp.principal
             if principal is None:  # a run from before target principals
                 principal = str(trigger.target_principal_id or "")
@@ -92,7 +92,7 @@ class HttpActivities:
         )
         if response.status_code >= 500 and not last:
             # Retried by the activity's retry policy; the last attempt's answer is the result.
-            raise ApplicationError(f"{where}: HTTP {response.status_code}", type=HTTP_STATUS)
+            raise _fail(f"{where}: HTTP {response.status_code}", HTTP_STATUS)
         return result
 
 
@@ -100,12 +100,21 @@ def _application_error(exc: ProviderError, *, last: bool) -> ApplicationError:
     """What the node's run sees: what retrying cannot fix is final at once; the rest is
     retried until the node's last attempt."""
     if isinstance(exc, net.BlockedAddress):
-        return ApplicationError(str(exc), type=BLOCKED_ADDRESS, non_retryable=True)
+        return _fail(str(exc), BLOCKED_ADDRESS, non_retryable=True)
     if isinstance(exc, ProviderConfigError):
-        return ApplicationError(str(exc), type=REQUEST_ERROR, non_retryable=True)
+        return _fail(str(exc), REQUEST_ERROR, non_retryable=True)
     if isinstance(exc, net.RequestTimeout):
-        return ApplicationError(str(exc), type=TIMEOUT, non_retryable=last)
-    return ApplicationError(str(exc), type=TRANSIENT, non_retryable=last)
+        return _fail(str(exc), TIMEOUT, non_retryable=last)
+    return _fail(str(exc), TRANSIENT, non_retryable=last)
+
+
+def _fail(message: str, kind: str, *, non_retryable: bool = False) -> ApplicationError:
+    """A failure of the node's request, not of the worker: the run records it (and fails
+    naming the node), so it is BENIGN and the SDK logs it at DEBUG, not as a WARNING with a
+    traceback for every refused address or unreachable endpoint of a user's graph."""
+    return ApplicationError(
+        message, type=kind, non_retryable=non_retryable, category=ApplicationErrorCategory.BENIGN
+    )
 
 
 def _where(url: str) -> str:

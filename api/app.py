@@ -10,6 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from temporalio.client import Client
 
 from api import openapi
+from api.docs import add_docs
 from api.errors import (
     DATABASE_UNAVAILABLE,
     CatchAll,
@@ -50,7 +51,11 @@ def create_app(settings: Settings | None = None, *, client: Client | None = None
         description="Turn events into durable, deduplicated workflow runs on Temporal.",
         version="0.1.0",
         lifespan=lifespan,
+        # Served by add_docs, from local files.
+        docs_url=None,
+        redoc_url=None,
     )
+    add_docs(app)
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     unavailable = database_unavailable_handler(settings.retry_after_seconds)
     for exc_type in DATABASE_UNAVAILABLE:

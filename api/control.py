@@ -46,6 +46,7 @@ from triggers.contracts.trigger import (
 )
 from triggers.core.events import trigger_workflow_id
 from triggers.infra.models import Trigger
+from triggers.infra.temporal import SearchAttributesMissing, missing_search_attributes
 from triggers.providers import find_provider
 
 # Why a call to Temporal failed, in words a caller can act on. Other statuses (a namespace
@@ -128,6 +129,28 @@ async def start_or_signal(
     Returns once the signal is persisted in the workflow's history.
     """
     spec = spec_of(trigger)
+    try:
+        return await _start_or_signal(client, spec, task_queue, signal, arg)
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.INVALID_ARGUMENT:
+            await _raise_if_attributes_missing(client)
+        raise
+
+
+async def _raise_if_attributes_missing(client: Client) -> None:
+    """A call the server refused as invalid: name the missing search attributes, if that
+    is why (the server's own message may quote event data, so it is not shown)."""
+    try:
+        missing = await missing_search_attributes(client, timeout=_RPC_TIMEOUT.total_seconds())
+    except Exception:  # cannot tell: the original error stands
+        return
+    if missing:
+        raise SearchAttributesMissing(client.namespace, missing)
+
+
+async def _start_or_signal(
+    client: Client, spec: TriggerSpec, task_queue: str, signal: str, arg: TriggerSpec | EventBatch
+) -> WorkflowHandle[Any, Any]:
     return await client.start_workflow(
         TRIGGER_WORKFLOW_TYPE,
         TriggerInput(spec=spec),
@@ -246,7 +269,12 @@ async def runs_in_flight(client: Client, trigger_id: str) -> int:
         f'TriggerId = "{uuid.UUID(trigger_id)}" AND ExecutionStatus = "Running"'
         f' AND WorkflowType != "{TRIGGER_WORKFLOW_TYPE}"'
     )
-    found = await client.count_workflows(query, rpc_timeout=_RPC_TIMEOUT)
+    try:
+        found = await client.count_workflows(query, rpc_timeout=_RPC_TIMEOUT)
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.INVALID_ARGUMENT:
+            await _raise_if_attributes_missing(client)
+        raise
     return found.count
 
 
@@ -256,6 +284,8 @@ def _cause(exc: BaseException) -> str | None:
     RPC messages are never repeated: they can quote workflow IDs, event keys or
     payload fields. The status code's name is enough to act on.
     """
+    if isinstance(exc, SearchAttributesMissing):
+        return str(exc)
     if isinstance(exc, RPCError):
         cause = _CAUSES.get(exc.status, "Temporal refused the call")
         return f"{cause} ({exc.status.name})"

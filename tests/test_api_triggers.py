@@ -400,7 +400,7 @@ async def test_health_readiness_and_openapi(stack: Stack) -> None:
     s = stack
     assert ok(await s.http.get("/healthz")) == {"status": "ok"}
     ready = ok(await s.http.get("/readyz"))
-    assert ready == {"ready": True, "database": "ok", "temporal": "ok"}
+    assert ready == {"ready": True, "database": "ok", "temporal": "ok", "search_attributes": "ok"}
     doc = ok(await s.http.get("/openapi.json"))
     paths = doc["paths"]
     assert "/api/triggers" in paths and "/webhooks/{preset}/{trigger_id}" in paths

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -33,7 +35,8 @@ def _processes_with(arg: str) -> list[int]:
     return pids
 
 
-async def test_dev_command_end_to_end(tmp_path: Path) -> None:
+def _start_dev(tmp_path: Path) -> tuple[subprocess.Popen[bytes], Path, tuple[int, int, int]]:
+    """``triggers dev`` in ``tmp_path`` on free ports; its process, log and ports."""
     port, ui_port, api_port = free_port(), free_port(), free_port()
     env = {
         **os.environ,
@@ -52,13 +55,21 @@ async def test_dev_command_end_to_end(tmp_path: Path) -> None:
             stdout=out,
             stderr=subprocess.STDOUT,
         )
+    return proc, log, (port, ui_port, api_port)
+
+
+async def _started(proc: subprocess.Popen[bytes], log: Path) -> None:
+    async def started() -> bool:
+        assert proc.poll() is None, log.read_text()
+        return "Ctrl-C stops everything" in log.read_text()
+
+    await eventually(started, timeout=60)
+
+
+async def test_dev_command_end_to_end(tmp_path: Path) -> None:
+    proc, log, (port, ui_port, api_port) = _start_dev(tmp_path)
     try:
-
-        async def started() -> bool:
-            assert proc.poll() is None, log.read_text()
-            return "Ctrl-C stops everything" in log.read_text()
-
-        await eventually(started, timeout=60)
+        await _started(proc, log)
         text = log.read_text()
         assert f"http://127.0.0.1:{api_port}" in text
         assert f"http://127.0.0.1:{ui_port}" in text
@@ -118,3 +129,32 @@ async def test_dev_command_end_to_end(tmp_path: Path) -> None:
         return not _processes_with(f"{port}")
 
     await eventually(no_orphans, timeout=10)
+
+
+async def test_dev_command_exits_when_its_temporal_server_dies(tmp_path: Path) -> None:
+    proc, log, (port, _ui_port, api_port) = _start_dev(tmp_path)
+    try:
+        await _started(proc, log)
+        [server] = _processes_with(f"{port}")
+        killed = time.monotonic()
+        os.kill(server, signal.SIGKILL)
+        # Noticed at once: within a few seconds, the command has stopped everything.
+        try:
+            code = await asyncio.to_thread(proc.wait, 10)
+        except subprocess.TimeoutExpired:
+            raise AssertionError("still running:\n" + log.read_text()[-3000:]) from None
+        print(f"triggers dev exited {time.monotonic() - killed:.2f}s after its server died")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    text = log.read_text()
+    assert code == 1, text[-2000:]
+    assert "error: the Temporal dev server (at 127.0.0.1:" in text, text[-2000:]
+    assert "was killed by SIGKILL while `triggers dev` was running" in text
+    assert "Start `triggers dev` again." in text
+    assert "Traceback" not in text, text[-3000:]
+    with contextlib.suppress(httpx.TransportError):
+        async with httpx.AsyncClient(timeout=2) as http:
+            r = await http.get(f"http://127.0.0.1:{api_port}/healthz")
+            raise AssertionError(f"the API still answers: {r.status_code}")

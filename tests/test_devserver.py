@@ -15,7 +15,8 @@ from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
 from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 from temporalio.client import Client, WorkflowExecutionStatus
 
-from workers.devserver import SEARCH_ATTRIBUTES, DevServer, temporal_binary
+from triggers.contracts.names import SEARCH_ATTRIBUTES
+from workers.devserver import DevServer, temporal_binary
 from workers.ports import bind_free_port, free_port
 
 START_TIMEOUT = 30.0

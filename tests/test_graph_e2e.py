@@ -16,7 +16,8 @@ from temporalio.exceptions import ApplicationError
 from temporalio.worker import Replayer, Worker
 
 from tests.conftest import Stack, eventually
-from tests.helpers import cel, github_body, github_trigger, outcome, post_github, result_of
+from tests.graphs import allow_local, graph_trigger, http_node
+from tests.helpers import github_body, github_trigger, outcome, post_github, result_of
 from tests.local_http import LocalServer
 from tests.user_workflows import GraphChild
 from triggers.core.events import run_workflow_id
@@ -36,23 +37,6 @@ async def server() -> AsyncIterator[LocalServer]:
     await srv.start()
     yield srv
     await srv.stop()
-
-
-def graph_trigger(graph: dict[str, Any]) -> dict[str, Any]:
-    body = github_trigger()
-    body["target"] = {"kind": "graph", "graph": graph}
-    return body
-
-
-def http_node(node_id: str, url: str, body: dict[str, str], **extra: Any) -> dict[str, Any]:
-    return {
-        "id": node_id,
-        "type": "http_request",
-        "method": "POST",
-        "url": cel(url),
-        "body": body,
-        **extra,
-    }
 
 
 def branching_graph(base: str) -> dict[str, Any]:
@@ -77,13 +61,6 @@ def branching_graph(base: str) -> dict[str, Any]:
             {"source": "settle", "target": "note"},
         ],
     }
-
-
-async def allow_local(s: Stack) -> None:
-    r = await s.http.put(
-        "/api/me/network-allowlist", json={"entries": ["127.0.0.1"]}, headers=s.alice
-    )
-    assert r.status_code == 200, r.text
 
 
 async def test_filter_if_and_http_request_per_branch(

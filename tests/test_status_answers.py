@@ -142,13 +142,20 @@ async def test_a_namespace_without_the_search_attributes_answers_503(
 
         await eventually(known)
         async with api_on(sqlite_url, bare, task_queue, secret_keys) as http:
-            refused = "Temporal refused the call (INVALID_ARGUMENT); retry later"
-            hidden = ("search attribute", "TriggerId", "TriggerProvider")
+            # The answer names what is missing and how to register it (never Temporal's
+            # own message, which may quote event data).
+            missing = (
+                f"the Temporal namespace {namespace!r} has no search attributes TriggerId, "
+                "TriggerOwner, TriggerProvider; register them once with `temporal operator "
+                f"search-attribute create --namespace {namespace} --name TriggerId --type "
+                "Keyword --name TriggerOwner --type Keyword --name TriggerProvider --type "
+                "Keyword` (`triggers dev` registers them on its own server); retry later"
+            )
             r = await http.post(f"/api/triggers/{off}/enable", headers=s.alice)
-            assert_503(r, f"nothing was changed: {refused}", hidden=hidden)
+            assert_503(r, f"nothing was changed: {missing}")
             # No workflow in that namespace, and counting its runs is refused: 503.
             r = await http.get(f"/api/triggers/{off}/status", headers=s.alice)
-            assert_503(r, f"status unknown: {refused}", hidden=hidden)
+            assert_503(r, f"status unknown: {missing}")
             row = await http.get(f"/api/triggers/{off}", headers=s.alice)
             assert row.status_code == 200 and row.json()["enabled"] is False
 

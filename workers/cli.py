@@ -15,14 +15,18 @@ from typing import TYPE_CHECKING
 import uvicorn
 from pydantic import SecretStr
 
-from triggers.infra.crypto import SecretBox
+from triggers.infra.crypto import SecretBox, SecretKeyError
 from triggers.infra.settings import Settings, get_settings
 from workers.cli_help import parser
 
 if TYPE_CHECKING:
     from temporalio.worker import Worker
 
+    from workers.devserver import DevServer
+
 log = logging.getLogger("triggers")
+# How long `triggers dev` lets its worker stop once the Temporal server has died.
+DEAD_SERVER_SHUTDOWN_SECONDS = 2.0
 
 
 class _Server(uvicorn.Server):
@@ -67,6 +71,24 @@ async def _until(stop: asyncio.Event, *tasks: asyncio.Task[None]) -> None:
         if task is not stopper:
             task.result()  # re-raises what ended it
             raise RuntimeError("a component stopped unexpectedly")
+
+
+class TemporalDied(Exception):
+    """The dev stack's Temporal server exited while the stack was running."""
+
+
+async def _watch_server(server: DevServer) -> None:
+    """Return never while the server runs; raise :class:`TemporalDied` when it exits."""
+    code = await server.wait_exited()
+    how = f"exited with code {code}"
+    if code < 0:
+        with contextlib.suppress(ValueError):
+            how = f"was killed by {signal.Signals(-code).name}"
+    raise TemporalDied(
+        f"the Temporal dev server (at {server.address}) {how} while "
+        "`triggers dev` was running; the worker and the API are stopped with it (webhooks "
+        "would only wait for a 503). Start `triggers dev` again." + server.log_tail()
+    )
 
 
 def _dev_secret_key(settings: Settings) -> Settings:
@@ -115,6 +137,7 @@ async def _dev(settings: Settings) -> None:
     settings = _dev_secret_key(settings)
     settings.home.mkdir(parents=True, exist_ok=True)
     stop = _stop_event()
+    exit_code = 0
     host, _, port = settings.temporal_address.rpartition(":")
     server = DevServer(
         ip=host or "127.0.0.1",
@@ -135,6 +158,8 @@ async def _dev(settings: Settings) -> None:
         async with payload_sweeper(settings):
             worker_task = asyncio.create_task(worker.run())
             api_task = asyncio.create_task(api.serve())
+            # The server is our child: its exit is noticed at once, not at the next call.
+            server_task = asyncio.create_task(_watch_server(server))
             while not api.started and not api_task.done():
                 await asyncio.sleep(0.05)
             print(
@@ -148,26 +173,51 @@ async def _dev(settings: Settings) -> None:
                 flush=True,
             )
             try:
-                await _until(stop, worker_task, api_task)
+                await _until(stop, worker_task, api_task, server_task)
+            except TemporalDied as died:
+                print(f"error: {died}", file=sys.stderr, flush=True)
+                exit_code = 1
             finally:
+                server_task.cancel()
                 api.should_exit = True
                 with contextlib.suppress(Exception):
                     await api_task
-                await _stop_worker(worker, worker_task, settings)
+                if exit_code:
+                    # Nothing to hand back to a server that is gone, and the SDK's worker
+                    # retries its calls to it for a while (~10 s measured) before it stops.
+                    try:
+                        await asyncio.wait_for(worker.shutdown(), DEAD_SERVER_SHUTDOWN_SECONDS)
+                    except TimeoutError:
+                        worker_task.cancel()
+                else:
+                    await _stop_worker(worker, worker_task, settings)
     finally:
         await server.stop()
         print("stopped", flush=True)
+    if exit_code:
+        raise SystemExit(exit_code)
+
+
+def _require_secret_keys(settings: Settings) -> None:
+    """Exit at once, with what to do, without usable encryption keys: the API encrypts
+    trigger secrets with them and the worker decrypts them for its providers (without keys
+    every provider that needs a secret would fail later, saying it "is not set")."""
+    keys = settings.secret_keys.get_secret_value()
+    if not keys:
+        raise SystemExit(
+            "TRIGGERS_SECRET_KEYS is not set: give one or more Fernet keys, newest first, "
+            "the same to the API and every worker (`triggers dev` makes one for local use)"
+        )
+    try:
+        SecretBox.from_setting(keys)
+    except SecretKeyError as exc:  # its message never includes the keys
+        raise SystemExit(f"{exc}: each key is 32 url-safe base64-encoded bytes") from None
 
 
 async def _api(settings: Settings) -> None:
     from api.app import create_app
 
-    if not settings.secret_keys.get_secret_value():
-        raise SystemExit(
-            "TRIGGERS_SECRET_KEYS is not set: give one or more Fernet keys, newest first "
-            "(`triggers dev` makes one for local use)"
-        )
-
+    _require_secret_keys(settings)
     if settings.listens_everywhere and not settings.public_url:
         log.warning(
             "TRIGGERS_PUBLIC_URL is not set: webhook URLs read %s/webhooks/...; set it to the "
@@ -210,6 +260,7 @@ async def _worker(settings: Settings) -> None:
     from workers.main import build_worker
     from workers.sweeper import payload_sweeper
 
+    _require_secret_keys(settings)
     client = await connect(settings)
     worker = build_worker(client, settings)
     stop = _stop_event()

@@ -31,16 +31,10 @@ from typing import IO
 from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
 from temporalio.client import Client
 
+from triggers.contracts.names import SEARCH_ATTRIBUTES
 from workers.ports import free_port, port_in_use
 
-__all__ = ["SEARCH_ATTRIBUTES", "DevServer", "free_port", "temporal_binary"]
-
-SEARCH_ATTRIBUTES: dict[str, str] = {
-    "TriggerId": "Keyword",
-    "TriggerProvider": "Keyword",
-    "TriggerOwner": "Keyword",
-}
-"""Custom search attributes registered on every dev server, mapped to their Temporal type."""
+__all__ = ["DevServer", "free_port", "temporal_binary"]
 
 _PR_SET_PDEATHSIG = 1
 _POLL_INTERVAL = 0.1
@@ -134,6 +128,8 @@ class DevServer:
         dynamic_config: Dynamic config overrides; values are JSON encoded.
         log_file: File that receives the server's stdout/stderr (appended to); output is
             discarded when ``None``.
+        search_attributes: Custom search attributes to register at start (name to type);
+            :data:`SEARCH_ATTRIBUTES` by default. Tests pass ``{}`` for a namespace without.
     """
 
     def __init__(
@@ -147,6 +143,7 @@ class DevServer:
         namespace: str = "default",
         dynamic_config: Mapping[str, object] | None = None,
         log_file: Path | None = None,
+        search_attributes: Mapping[str, str] | None = None,
     ) -> None:
         # Picked outside the ephemeral range, and again when a start finds one taken.
         self._pick_port = port is None
@@ -162,6 +159,9 @@ class DevServer:
         self._log_file = log_file
         self._log_offset = 0
         self._process: asyncio.subprocess.Process | None = None
+        self._search_attributes = dict(
+            SEARCH_ATTRIBUTES if search_attributes is None else search_attributes
+        )
 
     @property
     def address(self) -> str:
@@ -191,7 +191,7 @@ class DevServer:
         if self._db_filename is not None:
             cmd += ["--db-filename", str(self._db_filename)]
         cmd += ["--namespace", self._namespace, "--log-level", "warn"]
-        for name, kind in SEARCH_ATTRIBUTES.items():
+        for name, kind in self._search_attributes.items():
             cmd += ["--search-attribute", f"{name}={kind}"]
         for key, value in self._dynamic_config.items():
             cmd += ["--dynamic-config-value", f"{key}={json.dumps(value)}"]
@@ -201,9 +201,9 @@ class DevServer:
         """Spawn the server and wait until it is healthy.
 
         Healthy means a client can connect to :attr:`address` in the configured namespace
-        and every entry of :data:`SEARCH_ATTRIBUTES` is registered. A server that exits at
-        once on an address in use starts again (3 starts in all; fresh ports where we
-        picked them): its own internal ports can collide however ours are chosen. A port
+        and every search attribute it was asked to register is registered. A server that
+        exits at once on an address in use starts again (3 starts in all; fresh ports where
+        we picked them): its own internal ports can collide however ours are chosen. A port
         given explicitly that is taken is not retried.
 
         Args:
@@ -341,7 +341,22 @@ class DevServer:
             ListSearchAttributesRequest(namespace=self._namespace),
             timeout=timedelta(seconds=_RPC_TIMEOUT),
         )
-        return client, sorted(set(SEARCH_ATTRIBUTES) - set(response.custom_attributes))
+        return client, sorted(set(self._search_attributes) - set(response.custom_attributes))
+
+    async def wait_exited(self) -> int:
+        """Wait until the server process ends, for whatever reason; its exit code.
+
+        Raises:
+            RuntimeError: If the server is not started.
+        """
+        process = self._process
+        if process is None:
+            raise RuntimeError("dev server is not started")
+        return await process.wait()
+
+    def log_tail(self) -> str:
+        """The end of what this run wrote to the log file, formatted for an error message."""
+        return self._log_tail()
 
     def _log_tail(self) -> str:
         """Return the end of what this run wrote to the log file, formatted for an error."""

@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.graph_plan import GraphPlanActivities
 from activities.http_request import HttpActivities
 from activities.payloads import PayloadActivities
 from activities.recovery import RecoveryActivities
@@ -56,6 +57,7 @@ def build_worker(
     http = HttpActivities(sessions)
     recovery = RecoveryActivities(client)
     payloads = PayloadActivities(sessions)
+    graphs = GraphPlanActivities()
     return TriggersWorker(
         client,
         engine=engine,
@@ -64,6 +66,7 @@ def build_worker(
         activities=[
             sources.run_source,
             http.http_request,
+            graphs.plan_graph,
             recovery.recover_trigger,
             recovery.wait_run,
             payloads.load_payload,

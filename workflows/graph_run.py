@@ -1,10 +1,15 @@
-"""Executes a run graph inside ``RunWorkflow``: the pure plan decides, the workflow acts.
+"""Executes a run graph inside ``RunWorkflow``: the plan decides, the workflow acts.
 
-The loop: plan the graph over the event's items with the results known so far; take the
-first node (topological order) whose calls have not been made; make them; record what the
-node produced; plan again. The run ends when every planned call has been made. Planning is
-pure and deterministic (CEL through ``celpy``, no clock, no I/O), so replay gives the same
-plan and the same commands.
+The loop: ask for the next planning step (``triggers.core.graph_steps``): the calls up to the
+next node the run must wait for; make them; record what that node produced; ask again. The
+run ends when a step has no node left to wait for. Planning is CEL over every item at every
+node, about 0.2 ms CPU per node and item in celpy (``benchmarks/graph_planning.py``), so
+it runs in the local activity ``plan_graph``: the earlier loop planned the whole graph again
+after every node, all in one workflow task for a chain of ``log`` nodes, and with a few
+dozen nodes held the task past the SDK's deadlock detector (2 s): the run never finished. The
+step's result (calls and node outcomes) is recorded in history, so replay does not plan.
+Runs that began before this (their histories have no ``graph-plan-activity`` marker) go on
+planning inside the workflow, with the same planner: the same commands, in the same order.
 
 What a side-effect node does and what its items become for the nodes after it:
 
@@ -25,6 +30,7 @@ its node id as summary, so the Web UI's history shows which node made it.
 from __future__ import annotations
 
 import asyncio
+import itertools
 from dataclasses import asdict
 from datetime import timedelta
 from typing import Any
@@ -40,16 +46,26 @@ from temporalio.exceptions import (
 
 with workflow.unsafe.imports_passed_through():
     from triggers.contracts.names import (
-        EVENT_ERROR,
         HTTP_NON_RETRYABLE,
         HTTP_REQUEST_ACTIVITY,
         NODE_FAILED,
+        PLAN_GRAPH_ACTIVITY,
     )
-    from triggers.contracts.run import HttpRequestInput, HttpResponse, NodeOutcome
+    from triggers.contracts.run import (
+        HttpRequestInput,
+        HttpResponse,
+        NodeDone,
+        NodeOutcome,
+        PlanGraphInput,
+        PlanGraphResult,
+    )
     from triggers.core.conditions import TriggerInfo
     from triggers.core.events import Event
-    from triggers.core.graph import Call, Graph, GraphError, Plan, items_of, parse_graph, plan
+    from triggers.core.graph import Call, GraphError, Planner, parse_graph
+    from triggers.core.graph_steps import PLAN_BUDGET_SECONDS, plan_step
 
+# workflow.patched id: planning in the local activity (see the module docstring).
+PLAN_IN_ACTIVITY = "graph-plan-activity"
 # Attempts beyond the node's own, for those a stopping (or dying) worker cut short; the
 # activity makes the node's last attempt's failure final itself (activities/http_request.py).
 _INTERRUPTED_ATTEMPTS = 3
@@ -72,49 +88,61 @@ class GraphRun:
         *,
         principal: str | None = None,
     ) -> None:
-        try:
-            self._graph: Graph = parse_graph(graph_json)
-        except GraphError as err:
-            # Checked at create/update time; a graph that fails here cannot run at all.
-            raise ApplicationError(f"invalid graph: {err}", non_retryable=True) from None
+        self._graph_json = graph_json
         self._event = event
         self._trigger = trigger
         self._principal = principal
-        self._items = items_of(event)
-        self._results: dict[str, list[Any]] = {}
-        self._done: dict[str, int] = {}
+        self._done: list[NodeDone] = []
+        self._outcomes: list[NodeOutcome] = []
+        self._calls_made = 0
+        # Runs from before PLAN_IN_ACTIVITY keep their planner here, between steps.
+        self._planner: Planner | None = None
 
     async def execute(self) -> tuple[list[NodeOutcome], int]:
+        in_activity = workflow.patched(PLAN_IN_ACTIVITY)
+        if not in_activity:
+            try:
+                parse_graph(self._graph_json, bounded=False)
+            except GraphError as err:
+                raise ApplicationError(f"invalid graph: {err}", non_retryable=True) from None
         while True:
-            current = self._plan()
-            pending = [call for call in current.calls if call.node_id not in self._done]
-            if not pending:
-                return self._outcomes(current), sum(self._done.values())
-            node_id = pending[0].node_id
-            calls = [call for call in pending if call.node_id == node_id]
-            produced = await self._perform(node_id, calls)
-            self._done[node_id] = len(calls)
-            if produced is not None:
-                self._results[node_id] = produced
+            step = await self._step(in_activity)
+            if step.error is not None:
+                raise ApplicationError(step.error, type=step.error_type, non_retryable=True)
+            self._outcomes.extend(step.outcomes)
+            for node_id, group in itertools.groupby(step.calls, key=lambda c: c.node_id):
+                calls = list(group)
+                produced = await self._perform(node_id, calls)
+                self._calls_made += len(calls)
+                if node_id == step.waiting:
+                    self._done.append(NodeDone(node_id, produced))
+            if step.waiting is None:
+                return self._outcomes, self._calls_made
 
-    def _plan(self) -> Plan:
-        current = plan(self._graph, self._items, self._event, self._trigger, results=self._results)
-        if current.error is not None:
-            raise ApplicationError(current.error, type=EVENT_ERROR, non_retryable=True)
-        return current
-
-    def _outcomes(self, final: Plan) -> list[NodeOutcome]:
-        return [
-            NodeOutcome(
-                node_id=run.node_id,
-                type=run.type,
-                items_in=len(run.items_in),
-                items_out=len(run.items_out),
-                errors=[f"{e.index}: {e.message}" for e in run.errors],
-                calls=self._done.get(run.node_id, 0),
-            )
-            for run in final.nodes
-        ]
+    async def _step(self, in_activity: bool) -> PlanGraphResult:
+        inp = PlanGraphInput(
+            graph=self._graph_json,
+            event=self._event,
+            trigger=self._trigger,
+            done=self._done,
+            calls_made=self._calls_made,
+            outcomes_known=len(self._outcomes),
+        )
+        if not in_activity:
+            step, self._planner = plan_step(inp, self._planner)
+            return PlanGraphResult.of(step)
+        # A local activity: its input (the graph, the event, what nodes produced) is not
+        # recorded in history, only its result; planning is pure, so running it again after
+        # a lost workflow task gives the same result. The budget bounds one step's CPU.
+        result: PlanGraphResult = await workflow.execute_local_activity(
+            PLAN_GRAPH_ACTIVITY,
+            inp,
+            result_type=PlanGraphResult,
+            start_to_close_timeout=timedelta(seconds=6 * PLAN_BUDGET_SECONDS),
+            retry_policy=RetryPolicy(maximum_attempts=3),
+            summary="plan graph",
+        )
+        return result
 
     async def _perform(self, node_id: str, calls: list[Call]) -> list[Any] | None:
         """Make one node's calls; what its items become, or ``None`` when they pass as is."""

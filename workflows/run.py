@@ -10,6 +10,10 @@ from typing import Any
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
+    # Imported here, not only by graph_run, so that the sandbox knows them: the data
+    # converter resolves the plan step's dataclasses' type hints through its modules.
+    import triggers.core.graph  # noqa: F401
+    import triggers.core.graph_steps  # noqa: F401
     from triggers.contracts.names import LOAD_PAYLOAD_ACTIVITY, RUN_WORKFLOW_TYPE, TRIGGER_PROVIDER
     from triggers.contracts.payloads import LoadPayloadInput, LoadPayloadResult
     from triggers.contracts.run import RunResult

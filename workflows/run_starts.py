@@ -4,6 +4,7 @@ fails. A mixin of ``TriggerWorkflow`` (workflow code: deterministic)."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
 from typing import Any
 
@@ -28,6 +29,11 @@ with workflow.unsafe.imports_passed_through():
 
 CONDITION_ERRORS_KEPT = 20
 START_FAILURES_KEPT = 100
+
+
+def _outcome_retrieved(handle: asyncio.Future[Any]) -> None:
+    if not handle.cancelled():
+        handle.exception()
 
 
 class RunStarts:
@@ -97,6 +103,11 @@ class RunStarts:
         workflow.metric_meter().create_counter(
             "triggers_runs_started_total", "Runs started by triggers"
         ).add(1, {"provider": self._spec.provider})
+        if not guarded:
+            # Nobody awaits an abandoned run's handle: retrieve its outcome, or asyncio logs
+            # every failed or terminated run as "exception was never retrieved".
+            handle.add_done_callback(_outcome_retrieved)
+            return
         if guarded:
             self._state.guard_run_id = handle.id
             try:

@@ -5,7 +5,8 @@
 - ``trigger``: the trigger workflow's input, state, signal payload, query results and the
   activities it runs for itself (recovery, spilling its backlog).
 - ``source``: the source activity's input and result.
-- ``run``: ``RunWorkflow``'s result and the graph's ``http_request`` activity.
+- ``run``: ``RunWorkflow``'s result and the graph's activities: ``plan_graph`` (a planning
+  step, local) and ``http_request``.
 - ``payloads``: ``load_payload``, the claim-check activity (user workflows call it too).
 
 Pure (dataclasses and constants, no I/O): workflows import these modules through the

@@ -27,6 +27,8 @@ WAIT_RUN_ACTIVITY = "wait_run"
 SPILL_EVENTS_ACTIVITY = "spill_events"
 UNSPILL_EVENTS_ACTIVITY = "unspill_events"
 HTTP_REQUEST_ACTIVITY = "http_request"
+# ``RunWorkflow``'s local activity: the next planning step of a graph run.
+PLAN_GRAPH_ACTIVITY = "plan_graph"
 # A user's workflow on its own queue calls it by this name with ``task_queue=`` the
 # triggers queue.
 LOAD_PAYLOAD_ACTIVITY = "load_payload"
@@ -35,6 +37,11 @@ LOAD_PAYLOAD_ACTIVITY = "load_payload"
 TRIGGER_ID = SearchAttributeKey.for_keyword("TriggerId")
 TRIGGER_PROVIDER = SearchAttributeKey.for_keyword("TriggerProvider")
 TRIGGER_OWNER = SearchAttributeKey.for_keyword("TriggerOwner")
+# The same, by name, with their Temporal type: what ``triggers dev`` registers on its
+# server, ``/readyz`` and create check, and another cluster registers once per namespace.
+SEARCH_ATTRIBUTES: dict[str, str] = {
+    key.name: "Keyword" for key in (TRIGGER_ID, TRIGGER_PROVIDER, TRIGGER_OWNER)
+}
 
 # ApplicationError types. The source activity's: a config error is final for that config
 # version (non-retryable); a transient one is retried by the workflow with backoff.
@@ -52,7 +59,9 @@ HTTP_STATUS = "HttpStatus"
 TRANSIENT = "Transient"
 TIMEOUT = "Timeout"
 HTTP_NON_RETRYABLE = (BLOCKED_ADDRESS, REQUEST_ERROR)
-# A graph run's: a node failed (the message names it), or the plan could not be made for
-# the event (a bad expression over its data).
+# A graph run's: a node failed (the message names it), the plan could not be made for
+# the event (a bad expression over its data), or planning went over a bound (a node's items,
+# a step's CPU budget).
 NODE_FAILED = "NodeFailed"
 EVENT_ERROR = "EventError"
+GRAPH_LIMIT = "GraphLimit"

@@ -1,4 +1,4 @@
-"""The run graph: a DAG of nodes over the event's items, its validation, and its plan.
+"""The run graph: a DAG of nodes over the event's items, and its plan.
 
 Items: the event's ``data`` if it is a list, else ``[data]`` (so ``None`` data is one item,
 ``None``). Nodes with no incoming edge receive every item; an item then flows along edges.
@@ -10,199 +10,72 @@ the order of ``edges``.
 for the side-effect nodes (``http_request``, ``start_workflow``, ``delay``, ``log``),
 records the call each item *would* make, with its inputs evaluated. The dry run shows that
 plan; the real run performs its calls. A side-effect node passes its items on unchanged,
-unless ``results`` gives what that node really produced (an HTTP response, say): the real
-run plans again with it to get what the nodes after it do.
+unless ``results`` gives what that node really produced (an HTTP response, say).
+
+The real run uses a :class:`Planner`: it plans each node once, in topological order, and
+stops at a node whose calls must be made before the nodes after it can be planned; once
+they are made, ``finish`` hands it what they produced and planning goes on. Planning a
+graph is linear in its node visits (each node, once per item that reaches it).
+
+The graph document, its bounds and its validation are ``triggers.core.graph_schema``
+(re-exported here).
 """
 
 from __future__ import annotations
 
 import copy
-import heapq
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
-
+from triggers.core.cel_budget import current as current_budget
 from triggers.core.conditions import (
     Compiled,
     ConditionOutcome,
     EvaluationError,
-    ExpressionError,
     TriggerInfo,
-    compile_expression,
     evaluate_condition,
     event_activation,
     to_cel,
 )
 from triggers.core.events import Event
-from triggers.core.nodes import (
-    NODE_TYPES,
-    SIDE_EFFECT_TYPES,
-    FilterNode,
-    IfNode,
-    Node,
-    SetNode,
+from triggers.core.graph_schema import (
+    MAX_EDGES,
+    MAX_GRAPH_BYTES,
+    MAX_NODE_ITEMS,
+    MAX_NODES,
+    MAX_VISITS,
+    Edge,
+    Graph,
+    GraphError,
+    order_of,
+    parse_graph,
+    validate_graph,
 )
+from triggers.core.nodes import SIDE_EFFECT_TYPES, FilterNode, IfNode, Node, SetNode
 
-MAX_NODES = 200
-
-
-class Edge(BaseModel):
-    """Items leave ``source`` for ``target``; from an ``if`` node, only its ``branch``."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    source: str
-    target: str
-    branch: Literal["true", "false"] | None = None
-
-
-class Graph(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    nodes: list[Node] = Field(min_length=1, max_length=MAX_NODES)
-    edges: list[Edge] = Field(default_factory=list, max_length=4 * MAX_NODES)
-
-
-class GraphError(ValueError):
-    """An invalid graph. ``node_id`` names the node to fix (``None`` when it has no id);
-    ``loc`` is where in the graph document (``("nodes", 2, "condition")``)."""
-
-    def __init__(
-        self,
-        node_id: str | None,
-        message: str,
-        loc: tuple[str | int, ...] = (),
-        position: tuple[int, int] | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.node_id = node_id
-        self.message = message
-        self.loc = loc
-        self.position = position
-
-    def __str__(self) -> str:
-        return self.message if self.node_id is None else f"node {self.node_id!r}: {self.message}"
-
-
-# -- validation ---------------------------------------------------------------------------
-
-
-def parse_graph(data: Any) -> Graph:
-    """Build and validate a graph from JSON data; every error names its node.
-
-    Raises:
-        GraphError: the first problem found.
-    """
-    try:
-        graph = Graph.model_validate(data)
-    except ValidationError as exc:
-        raise _from_pydantic(data, exc.errors(include_input=False)[0]) from None
-    validate_graph(graph)
-    return graph
-
-
-def _from_pydantic(data: Any, err: Mapping[str, Any]) -> GraphError:
-    loc = tuple(err["loc"])
-    if len(loc) < 2 or loc[0] != "nodes" or not isinstance(loc[1], int):
-        return GraphError(None, str(err["msg"]).removeprefix("Value error, "), loc)
-    raw = data["nodes"][loc[1]] if isinstance(data, Mapping) else None
-    raw_id = raw.get("id") if isinstance(raw, Mapping) else None
-    node_id = raw_id if isinstance(raw_id, str) else None
-    if err["type"] == "union_tag_invalid":
-        known = ", ".join(NODE_TYPES)
-        return GraphError(node_id, f"unknown node type; known: {known}", (*loc, "type"))
-    if err["type"] == "union_tag_not_found":
-        return GraphError(node_id, "node type is missing", (*loc, "type"))
-    if len(loc) > 2 and loc[2] in NODE_TYPES:
-        loc = (*loc[:2], *loc[3:])  # pydantic puts the union's tag in the path
-    where = ".".join(str(p) for p in loc[2:])
-    msg = str(err["msg"]).removeprefix("Value error, ")
-    return GraphError(node_id, f"{where}: {msg}" if where else msg, loc)
-
-
-def validate_graph(graph: Graph) -> None:
-    """Node ids unique, every expression compiles, edges point at nodes, ``if`` edges have
-    a branch and only ``if`` edges do, no duplicate edge, every ``if`` has an edge, no cycle.
-
-    Raises:
-        GraphError: the first problem, in that order.
-    """
-    seen: set[str] = set()
-    for i, node in enumerate(graph.nodes):
-        if node.id in seen:
-            raise GraphError(node.id, "duplicate node id", ("nodes", i, "id"))
-        seen.add(node.id)
-        for path, expr in node.expressions():
-            try:
-                compile_expression(expr)
-            except ExpressionError as err:
-                where = ".".join(path)
-                raise GraphError(
-                    node.id, f"{where}: {err}", ("nodes", i, *path), err.position
-                ) from None
-    kinds = {node.id: node.type for node in graph.nodes}
-    distinct: set[tuple[str, str, str | None]] = set()
-    for i, edge in enumerate(graph.edges):
-        for end in ("source", "target"):
-            ref = getattr(edge, end)
-            if ref not in kinds:
-                msg = f"edge {edge.source!r} -> {edge.target!r}: {ref!r} is not a node"
-                raise GraphError(ref, msg, ("edges", i, end))
-        if kinds[edge.source] == "if" and edge.branch is None:
-            msg = "edges from an if node need a branch, 'true' or 'false'"
-            raise GraphError(edge.source, msg, ("edges", i, "branch"))
-        if kinds[edge.source] != "if" and edge.branch is not None:
-            msg = "only edges from an if node have a branch"
-            raise GraphError(edge.source, msg, ("edges", i, "branch"))
-        key = (edge.source, edge.target, edge.branch)
-        if key in distinct:
-            raise GraphError(edge.source, f"duplicate edge to {edge.target!r}", ("edges", i))
-        distinct.add(key)
-    sources = {edge.source for edge in graph.edges}
-    for i, node in enumerate(graph.nodes):
-        if node.type == "if" and node.id not in sources:
-            raise GraphError(node.id, "if node has no 'true' or 'false' edge", ("nodes", i))
-    _order(graph)
-
-
-def _order(graph: Graph) -> list[Node]:
-    """Topological order, ties broken by position in ``nodes`` (deterministic)."""
-    index = {node.id: i for i, node in enumerate(graph.nodes)}
-    indegree = dict.fromkeys(index, 0)
-    children: dict[str, list[str]] = {node_id: [] for node_id in index}
-    for edge in graph.edges:
-        if edge.source not in index or edge.target not in index:
-            raise GraphError(edge.target, "edge points at a node that does not exist")
-        children[edge.source].append(edge.target)
-        indegree[edge.target] += 1
-    ready = [i for node_id, i in index.items() if indegree[node_id] == 0]
-    heapq.heapify(ready)
-    order: list[Node] = []
-    while ready:
-        node = graph.nodes[heapq.heappop(ready)]
-        order.append(node)
-        for child in children[node.id]:
-            indegree[child] -= 1
-            if indegree[child] == 0:
-                heapq.heappush(ready, index[child])
-    if len(order) < len(graph.nodes):
-        raise _cycle(graph, {node_id for node_id, d in indegree.items() if d > 0}, children)
-    return order
-
-
-def _cycle(graph: Graph, stuck: set[str], children: dict[str, list[str]]) -> GraphError:
-    """Name one cycle: walk from the first stuck node along stuck children until a repeat."""
-    start = next(node.id for node in graph.nodes if node.id in stuck)
-    path, node_id = [start], start
-    while True:
-        node_id = next(child for child in children[node_id] if child in stuck)
-        if node_id in path:
-            cycle = [*path[path.index(node_id) :], node_id]
-            index = next(i for i, n in enumerate(graph.nodes) if n.id == node_id)
-            return GraphError(node_id, f"cycle: {' -> '.join(cycle)}", ("nodes", index))
-        path.append(node_id)
+__all__ = [
+    "MAX_EDGES",
+    "MAX_GRAPH_BYTES",
+    "MAX_NODE_ITEMS",
+    "MAX_NODES",
+    "MAX_VISITS",
+    "Call",
+    "DryRun",
+    "Edge",
+    "Graph",
+    "GraphError",
+    "ItemError",
+    "NodeRun",
+    "Plan",
+    "PlanError",
+    "Planner",
+    "dry_run",
+    "items_of",
+    "parse_graph",
+    "plan",
+    "validate_graph",
+]
 
 
 # -- the plan -----------------------------------------------------------------------------
@@ -280,33 +153,111 @@ def plan(
     Raises:
         GraphError: the graph has a cycle or a dangling edge (``validate_graph`` first).
     """
-    order = _order(graph)
-    try:
-        base = event_activation(event, trigger)
-    except EvaluationError as err:
-        return Plan(event.id, [], [], f"event: {err}")
-    targets = {node.id: [e for e in graph.edges if e.source == node.id] for node in graph.nodes}
-    entry = {node.id for node in graph.nodes} - {edge.target for edge in graph.edges}
-    inbox: dict[str, list[Any]] = {
-        node.id: copy.deepcopy(items) if node.id in entry else [] for node in graph.nodes
-    }
-    runs: list[NodeRun] = []
-    calls: list[Call] = []
+    planner = Planner(graph, items, event, trigger)
     known = results or {}
-    for node in order:
-        run = _run_node(node, inbox[node.id], base, calls)
-        if node.id in known and node.type in SIDE_EFFECT_TYPES:
-            run = replace(run, outputs={"out": list(known[node.id])})
-        runs.append(run)
-        for edge in targets[node.id]:
-            inbox[edge.target].extend(run.outputs[edge.branch or "out"])
-    return Plan(event.id, runs, calls)
+    try:
+        while (waiting := planner.advance(lambda run, _calls: run.node_id in known)) is not None:
+            planner.finish(known[waiting.node_id])
+    except PlanError as err:
+        return Plan(event.id, planner.runs, planner.calls, str(err))
+    return Plan(event.id, planner.runs, planner.calls)
+
+
+class PlanError(Exception):
+    """The run cannot go on: the event cannot be given to expressions (``kind`` "event"),
+    or a node would take more than ``MAX_NODE_ITEMS`` items ("limit")."""
+
+    def __init__(self, message: str, kind: Literal["event", "limit"]) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+class Planner:
+    """Plans ``graph`` over ``items`` node by node, in topological order, once each.
+
+    ``advance(stop)`` plans nodes until one for which ``stop(run, calls)`` is true and
+    returns it: its calls are in ``calls``, and what it passes on waits for ``finish``.
+    ``runs`` holds the finished nodes, ``calls`` every call planned so far, in order, and
+    ``finished_waits`` the nodes ``finish`` was called for.
+    """
+
+    def __init__(self, graph: Graph, items: list[Any], event: Event, trigger: TriggerInfo):
+        self.order = order_of(graph)
+        self.runs: list[NodeRun] = []
+        self.calls: list[Call] = []
+        self.waiting: NodeRun | None = None
+        self.finished_waits: list[str] = []
+        self.position = 0
+        self._targets: dict[str, list[Edge]] = {node.id: [] for node in graph.nodes}
+        for edge in graph.edges:
+            self._targets[edge.source].append(edge)
+        entry = {node.id for node in graph.nodes} - {edge.target for edge in graph.edges}
+        self._inbox: dict[str, list[Any]] = {
+            node.id: copy.deepcopy(items) if node.id in entry else [] for node in graph.nodes
+        }
+        self._base: dict[str, Any] | None = None
+        self._error: str | None = None
+        try:
+            self._base = event_activation(event, trigger)
+        except EvaluationError as err:
+            self._error = f"event: {err}"
+
+    @property
+    def current(self) -> str | None:
+        """The node being planned (or last planned)."""
+        return self.order[self.position - 1].id if self.position else None
+
+    def advance(self, stop: Callable[[NodeRun, list[Call]], bool]) -> NodeRun | None:
+        """Plan up to the next node ``stop`` picks; ``None`` once every node is planned.
+
+        Raises:
+            PlanError: see the class.
+        """
+        if self._error is not None:
+            raise PlanError(self._error, "event")
+        assert self._base is not None and self.waiting is None
+        while self.position < len(self.order):
+            node = self.order[self.position]
+            self.position += 1
+            items = self._inbox.pop(node.id)
+            if len(items) > MAX_NODE_ITEMS:
+                raise PlanError(
+                    f"node {node.id!r}: {len(items)} items reach it; a node takes at most "
+                    f"{MAX_NODE_ITEMS} in a run",
+                    "limit",
+                )
+            calls: list[Call] = []
+            run = _run_node(node, items, self._base, calls)
+            self.calls.extend(calls)
+            if node.type in SIDE_EFFECT_TYPES and stop(run, calls):
+                self.waiting = run
+                return run
+            self._finish(run)
+        return None
+
+    def finish(self, produced: list[Any] | None) -> None:
+        """The waiting node's calls are made: ``produced`` is what its items became
+        (``None``: they pass on as they came)."""
+        assert self.waiting is not None
+        run, self.waiting = self.waiting, None
+        self.finished_waits.append(run.node_id)
+        if produced is not None:
+            run = replace(run, outputs={"out": list(produced)})
+        self._finish(run)
+
+    def _finish(self, run: NodeRun) -> None:
+        self.runs.append(run)
+        for edge in self._targets[run.node_id]:
+            self._inbox[edge.target].extend(run.outputs[edge.branch or "out"])
 
 
 def _run_node(node: Node, items: list[Any], base: dict[str, Any], calls: list[Call]) -> NodeRun:
     outputs: dict[str, list[Any]] = {"true": [], "false": []} if node.type == "if" else {"out": []}
     errors: list[ItemError] = []
+    budget = current_budget()
     for index, item in enumerate(items):
+        if budget is not None:
+            budget.poll()
         try:
             activation = {**base, "item": to_cel(item)}
             if isinstance(node, FilterNode | IfNode):
