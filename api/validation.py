@@ -12,7 +12,8 @@ from pydantic import BaseModel, ValidationError
 
 from api.schemas import TargetIn
 from api.text import JSON_VALUE_ERROR
-from triggers.core.conditions import Compiled, ExpressionError, compile_expression
+from triggers.core.cel_errors import ExpressionError
+from triggers.core.conditions import Compiled, compile_expression
 from triggers.core.graph import Graph, GraphError, parse_graph
 from triggers.providers import ProviderInfo, UnknownProvider, get_provider, provider_names
 

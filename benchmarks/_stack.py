@@ -20,7 +20,7 @@ from _common import Procs, log, start_product, wait_pollers
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-from triggers.core import signatures
+from triggers.core import vendor_signatures
 from workers.devserver import DevServer
 from workers.ports import free_port
 
@@ -123,7 +123,7 @@ def github_delivery(delivery: str, i: int) -> tuple[bytes, dict[str, str]]:
     payload = {"ref": "refs/heads/main", "repository": {"full_name": "acme/bench"}, "i": i}
     raw = json.dumps(payload).encode()
     headers = {"content-type": "application/json", "X-GitHub-Event": "push"}
-    headers.update(signatures.sign_github(SECRET, raw, delivery_id=delivery))
+    headers.update(vendor_signatures.sign_github(SECRET, raw, delivery_id=delivery))
     return raw, headers
 
 

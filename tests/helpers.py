@@ -14,7 +14,7 @@ from temporalio.client import Client
 from tests.conftest import Stack, eventually
 from triggers.contracts.names import TRIGGER_WORKFLOW_TYPE
 from triggers.contracts.run import RunResult
-from triggers.core import signatures
+from triggers.core import vendor_signatures
 from triggers.core.events import run_workflow_id
 
 SECRET = "hunter2-super-secret-value-0001"
@@ -37,7 +37,7 @@ async def post_github(
     headers = {
         "content-type": "application/json",
         "X-GitHub-Event": event,
-        **signatures.sign_github(secret, body, delivery_id=delivery),
+        **vendor_signatures.sign_github(secret, body, delivery_id=delivery),
     }
     return await http.post(f"/webhooks/github/{trigger_id}", content=body, headers=headers)
 

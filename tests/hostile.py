@@ -20,7 +20,7 @@ from tests.api_proc import ApiProcess
 from tests.conftest import eventually
 from tests.helpers import SECRET, count_runs, github_body, github_trigger, runs_query
 from tests.raw_http import Answer, RawConnection, request
-from triggers.core import signatures
+from triggers.core import vendor_signatures
 from triggers.core.events import run_workflow_id
 from triggers.infra import store
 from triggers.infra.db import make_engine, session_factory, upgrade
@@ -96,7 +96,7 @@ def signed(body: bytes, delivery: str, *, secret: str = SECRET) -> Headers:
     return [
         ("Content-Type", "application/json"),
         ("X-GitHub-Event", "push"),
-        *signatures.sign_github(secret, body, delivery_id=delivery).items(),
+        *vendor_signatures.sign_github(secret, body, delivery_id=delivery).items(),
     ]
 
 

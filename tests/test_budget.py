@@ -19,12 +19,12 @@ import pytest
 
 from triggers.core import cel_budget
 from triggers.core.cel_budget import BudgetExceeded, cpu_budget
+from triggers.core.cel_values import to_cel
 from triggers.core.conditions import (
     EVALUATION_BUDGET_SECONDS,
     TriggerInfo,
     compile_expression,
     decide_run,
-    to_cel,
 )
 from triggers.core.events import Event, Verdict
 from triggers.core.intake import verdict_for, verdicts_for

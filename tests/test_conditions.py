@@ -18,11 +18,10 @@ from temporalio.worker import Worker
 
 from api.validation import clean_errors, expression_or_422
 from tests.condition_workflows import ConditionProbe, ProbeInput, ProbeResult
+from triggers.core.cel_errors import EvaluationError, ExpressionError
 from triggers.core.conditions import (
     MAX_EXPRESSION_LENGTH,
     ConditionOutcome,
-    EvaluationError,
-    ExpressionError,
     TriggerInfo,
     compile_expression,
     evaluate_condition,
@@ -207,9 +206,8 @@ def test_invalid_condition_answers_422_with_message_and_position() -> None:
 
 PROBE = """
 import json, sys
-from triggers.core.conditions import (
-    TriggerInfo, compile_expression, ExpressionError, evaluate_condition,
-)
+from triggers.core.cel_errors import ExpressionError
+from triggers.core.conditions import TriggerInfo, compile_expression, evaluate_condition
 from triggers.core.events import Event
 ev = Event(id="e", key="k", source="s", type="t", time="2024-01-01T00:00:00Z",
            data={"labels": {"zeta": 1, "alpha": 2, "mid": 3, "beta": 4}})

@@ -27,7 +27,8 @@ from triggers.providers.base import (
     SourceContext,
     SourceStop,
 )
-from triggers.providers.http_poll import HttpPollConfig, HttpPollProvider
+from triggers.providers.http_poll import HttpPollProvider
+from triggers.providers.http_poll_config import HttpPollConfig
 
 CLOCK = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 ALLOW_LOCAL = SourceContext("t-1", "poll", "alice", network_allowlist=("127.0.0.1",))

@@ -1,4 +1,5 @@
-"""Tests for triggers.core.signatures (webhook signature verification)."""
+"""Tests for triggers.core.signatures and triggers.core.vendor_signatures (webhook signature
+verification)."""
 
 from __future__ import annotations
 
@@ -18,14 +19,16 @@ from triggers.core.signatures import (
     SignatureError,
     Verified,
     fingerprint,
-    sign_github,
     sign_hmac,
+    verify_api_key,
+    verify_hmac,
+)
+from triggers.core.vendor_signatures import (
+    sign_github,
     sign_pagerduty,
     sign_standard,
     sign_stripe,
-    verify_api_key,
     verify_github,
-    verify_hmac,
     verify_pagerduty,
     verify_standard,
     verify_stripe,

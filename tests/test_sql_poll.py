@@ -28,7 +28,8 @@ from triggers.providers.base import (
     SourceContext,
     SourceStop,
 )
-from triggers.providers.sql_poll import SqlPollConfig, SqlPollProvider
+from triggers.providers.sql_poll import SqlPollProvider
+from triggers.providers.sql_poll_config import SqlPollConfig
 from workers.ports import free_port
 
 # Tests reach a local PostgreSQL and SQLite files under the temp folder, so they allow both.

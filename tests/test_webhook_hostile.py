@@ -29,7 +29,7 @@ from tests.hostile import (
     trickle,
 )
 from tests.raw_http import Closed, chunk_body, request
-from triggers.core import signatures
+from triggers.core import vendor_signatures
 from workers.devserver import DevServer
 
 
@@ -81,7 +81,7 @@ async def test_bit_flips_in_body_and_signature_are_all_refused(live: Live) -> No
 async def test_duplicate_and_odd_case_signature_headers(live: Live) -> None:
     body = github_body(n="dup")
     good = signed(body, "case-ok")
-    bad_sig = signatures.sign_github("not-the-secret", body)["X-Hub-Signature-256"]
+    bad_sig = vendor_signatures.sign_github("not-the-secret", body)["X-Hub-Signature-256"]
     good_sig = dict(good)["X-Hub-Signature-256"]
     # Header names are case-insensitive: odd case is the same header, valid or not.
     odd = [(k.upper() if i % 2 else k.lower(), v) for i, (k, v) in enumerate(good)]

@@ -20,7 +20,7 @@ from temporalio.client import Client
 from tests.api_proc import ApiProcess
 from tests.conftest import Stack, eventually
 from tests.helpers import SECRET, count_runs, github_body, github_trigger, post_github, runs_of
-from triggers.core import signatures
+from triggers.core import vendor_signatures
 from triggers.core.events import run_workflow_id
 from triggers.infra import replays, store
 from triggers.infra.db import make_engine, session_factory
@@ -191,7 +191,7 @@ async def test_replays_are_refused_across_api_processes_and_restarts(
             headers={
                 "content-type": "application/json",
                 "X-GitHub-Event": "push",
-                **signatures.sign_github(SECRET, body, delivery_id=delivery),
+                **vendor_signatures.sign_github(SECRET, body, delivery_id=delivery),
             },
         )
 

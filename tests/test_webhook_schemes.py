@@ -13,7 +13,7 @@ import pytest
 
 from tests.conftest import Stack, eventually
 from tests.helpers import SECRET, count_runs, post_github, runs_query
-from triggers.core import signatures
+from triggers.core import signatures, vendor_signatures
 
 OLD_SECRET = "old-secret-still-active"
 STANDARD_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -23,19 +23,22 @@ Signer = Callable[[str, bytes, str, int], dict[str, str]]
 
 
 def _github(secret: str, body: bytes, key: str, ts: int) -> dict[str, str]:
-    return {**signatures.sign_github(secret, body, delivery_id=key), "X-GitHub-Event": "push"}
+    return {
+        **vendor_signatures.sign_github(secret, body, delivery_id=key),
+        "X-GitHub-Event": "push",
+    }
 
 
 def _stripe(secret: str, body: bytes, key: str, ts: int) -> dict[str, str]:
-    return signatures.sign_stripe(secret, body, timestamp=ts)
+    return vendor_signatures.sign_stripe(secret, body, timestamp=ts)
 
 
 def _standard(secret: str, body: bytes, key: str, ts: int) -> dict[str, str]:
-    return signatures.sign_standard(secret, body, msg_id=key, timestamp=ts)
+    return vendor_signatures.sign_standard(secret, body, msg_id=key, timestamp=ts)
 
 
 def _pagerduty(secret: str, body: bytes, key: str, ts: int) -> dict[str, str]:
-    return {**signatures.sign_pagerduty([secret], body), "X-Webhook-Id": key}
+    return {**vendor_signatures.sign_pagerduty([secret], body), "X-Webhook-Id": key}
 
 
 def _generic(secret: str, body: bytes, key: str, ts: int) -> dict[str, str]:
@@ -185,7 +188,7 @@ async def test_route_errors(sqlite_stack: Stack) -> None:
     r = await s.http.post(
         f"/webhooks/stripe/{tid}",
         content=body,
-        headers=signatures.sign_stripe(SECRET, body, timestamp=int(time.time())),
+        headers=vendor_signatures.sign_stripe(SECRET, body, timestamp=int(time.time())),
     )
     assert r.status_code == 404
     assert (await s.http.post("/webhooks/github/not-a-uuid", content=b"{}")).status_code == 404
@@ -197,7 +200,7 @@ async def test_route_errors(sqlite_stack: Stack) -> None:
     r = await s.http.post(
         f"/webhooks/github/{tid}",
         content=text,
-        headers={"content-type": "text/plain", **signatures.sign_github(SECRET, text, "t1")},
+        headers={"content-type": "text/plain", **vendor_signatures.sign_github(SECRET, text, "t1")},
     )
     assert r.status_code == 415, r.text
     broken = b'{"a": '
@@ -206,7 +209,7 @@ async def test_route_errors(sqlite_stack: Stack) -> None:
         content=broken,
         headers={
             "content-type": "application/json",
-            **signatures.sign_github(SECRET, broken, "t2"),
+            **vendor_signatures.sign_github(SECRET, broken, "t2"),
         },
     )
     assert r.status_code == 400, r.text

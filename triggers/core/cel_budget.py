@@ -7,7 +7,7 @@ loaded machine does not turn slow wall-clock progress into false errors), checke
 - at every evaluation step of celpy's interpreter (each AST node whose children it
   evaluates, including every element a macro such as ``all`` or ``map`` visits), through
   the evaluator that :class:`BudgetedRunner` installs, and
-- at every container (and every 512 items of a large one) that ``triggers.core.conditions``
+- at every container (and every 512 items of a large one) that ``triggers.core.cel_values``
   converts into or out of CEL, which is most of the cost for a large event.
 
 A spent budget raises :class:`BudgetExceeded` at the next check; ``decide_run`` turns it

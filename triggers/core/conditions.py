@@ -45,30 +45,33 @@ and the error recorded with its id). Write ``has(event.data.x) && event.data.x =
 treat a missing field as false. CEL's logic operators absorb errors where the answer does
 not depend on them: ``event.data.missing == "x" || true`` is true.
 
-Results come back as plain JSON-ready Python values: ``bool``, ``int``, ``float``, ``str``,
-``None``, ``list``, ``dict``; timestamps become RFC 3339 strings in UTC, durations
-``"<seconds>s"`` strings, bytes base64 text.
+Results come back as plain JSON-ready Python values (``triggers.core.cel_values``, which
+converts values into and out of CEL); the two errors and their safe messages are in
+``triggers.core.cel_errors``.
 """
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
-import re
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cache, lru_cache
 from typing import Any, Literal
 
 import celpy
-import lark.exceptions
-import lark.lexer
 from celpy import celtypes
-from celpy.celparser import CELParseError, CELParser
+from celpy.celparser import CELParseError
 from celpy.evaluation import CELEvalError
 
-from triggers.core.cel_budget import Budget, BudgetedRunner, BudgetExceeded, cpu_budget, current
+from triggers.core.cel_budget import BudgetedRunner, BudgetExceeded, cpu_budget
+
+# Explicit re-exports (``X as X``): ``triggers.core.graph`` imports these three from here.
+from triggers.core.cel_errors import EvaluationError as EvaluationError
+from triggers.core.cel_errors import ExpressionError as ExpressionError
+from triggers.core.cel_errors import eval_message, parse_message
+from triggers.core.cel_values import json_type, to_python
+from triggers.core.cel_values import to_cel as to_cel
 from triggers.core.events import Event
 
 MAX_EXPRESSION_LENGTH = 10_000
@@ -81,29 +84,6 @@ MAX_EXPRESSION_LENGTH = 10_000
 EVALUATION_BUDGET_SECONDS = 0.1
 
 ConditionResult = Literal["passed", "dropped", "error"]
-
-
-class ExpressionError(ValueError):
-    """A CEL expression that does not compile. ``position`` is ``(line, column)``, 1-based."""
-
-    def __init__(self, message: str, position: tuple[int, int] | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.position = position
-
-    def __str__(self) -> str:
-        if self.position is None:
-            return self.message
-        line, column = self.position
-        return f"line {line}, column {column}: {self.message}"
-
-
-class EvaluationError(Exception):
-    """An expression failed on its input (a missing field, a type mismatch, ...).
-
-    The message names the problem and where in the expression it happened, never the
-    values it was evaluated on (event data can hold personal data or secrets).
-    """
 
 
 @dataclass(frozen=True)
@@ -150,7 +130,7 @@ class Compiled:
         try:
             result = self._program.evaluate(context)
         except CELEvalError as err:
-            raise EvaluationError(_eval_message(err)) from None
+            raise EvaluationError(eval_message(err)) from None
         except RecursionError:
             raise EvaluationError("expression nests too deeply") from None
         except Exception as err:  # celpy lets some Python errors through: same treatment
@@ -175,230 +155,10 @@ def compile_expression(expr: str) -> Compiled:
             program = _ENV.program(ast)
     except CELParseError as err:
         position = (err.line, err.column) if err.line and err.column else None
-        raise ExpressionError(_parse_message(err), position) from None
+        raise ExpressionError(parse_message(err), position) from None
     except RecursionError:
         raise ExpressionError("expression nests too deeply") from None
     return Compiled(expr, program)
-
-
-def _terminals(names: Iterable[str]) -> str:
-    """Lark's terminal names as a user reads them: ``'{'``, ``'||'``, ``IDENT``; sorted,
-    since lark keeps them in a set (its order changes from process to process)."""
-    parser = CELParser.CEL_PARSER
-    shown = set()
-    for name in names:
-        try:
-            pattern = parser.get_terminal(name).pattern if parser else None
-        except KeyError:
-            pattern = None
-        literal = isinstance(pattern, lark.lexer.PatternStr)
-        shown.add(repr(pattern.value) if literal and pattern else name.removesuffix("_LIT"))
-    return ", ".join(sorted(shown))
-
-
-def _parse_message(err: CELParseError) -> str:
-    cause = err.__context__
-    if isinstance(cause, lark.exceptions.UnexpectedToken):
-        token = cause.token
-        what = "end of expression" if token.type == "$END" else f"token {str(token)!r}"
-        return f"Syntax error: unexpected {what}; expected one of: {_terminals(cause.expected)}"
-    if isinstance(cause, lark.exceptions.UnexpectedCharacters):
-        expected = _terminals(cause.allowed)
-        return f"Syntax error: no token matches {cause.char!r}; expected one of: {expected}"
-    first = str(cause or err).strip().splitlines()
-    return f"Syntax error: {first[0] if first else 'invalid expression'}"
-
-
-# celpy's messages can embed the values they failed on, as reprs like StringType('...').
-_VALUE_REPR = re.compile(r"\b([A-Z][A-Za-z]*)Type\(")
-_CLASS_REPR = re.compile(r"<class '(?:[\w.]+\.)?(\w+?)(?:Type)?'>")
-_RULE_TOKEN = re.compile(r"Token\('RULE', '(\w+)'\)")
-
-
-def _redact(text: str) -> str:
-    """Replace every value repr (``StringType('secret')``, ``MapType({...})``) by its type."""
-    out, i = [], 0
-    while (m := _VALUE_REPR.search(text, i)) is not None:
-        out.append(text[i : m.start()] + f"<{m.group(1).lower()}>")
-        depth, j, quote = 1, m.end(), ""
-        while j < len(text) and depth:
-            c = text[j]
-            if quote:
-                if c == "\\":
-                    j += 1
-                elif c == quote:
-                    quote = ""
-            elif c in "'\"":
-                quote = c
-            elif c in "([{":
-                depth += 1
-            elif c in ")]}":
-                depth -= 1
-            j += 1
-        i = j
-    out.append(text[i:])
-    return "".join(out)
-
-
-def _eval_message(err: CELEvalError) -> str:
-    text = str(err.args[0]) if err.args else "evaluation error"
-    text = text.split(" (in activation", 1)[0]
-    text = _RULE_TOKEN.sub(r"\1", _CLASS_REPR.sub(lambda m: m.group(1).lower(), text))
-    text = _redact(text)
-    # celpy places most errors on the whole expression (1:1), which says nothing.
-    if err.line is not None and err.column is not None and (err.line, err.column) != (1, 1):
-        text = f"{text} (at line {err.line}, column {err.column})"
-    return text
-
-
-# -- values in and out --------------------------------------------------------------------
-
-_CEL_SCALARS = (
-    celtypes.BoolType,
-    celtypes.IntType,
-    celtypes.UintType,
-    celtypes.DoubleType,
-    celtypes.StringType,
-    celtypes.BytesType,
-    celtypes.TimestampType,
-    celtypes.DurationType,
-    celtypes.ListType,
-    celtypes.MapType,
-)
-
-
-_INT64 = (-(2**63), 2**63 - 1)
-# Large lists and maps are converted in chunks of this many items, with a budget check
-# before each: a converted item costs ~0.3-2 us, a chunk well under a millisecond.
-_CHUNK = 512
-
-
-def to_cel(value: Any) -> Any:
-    """Convert a plain Python/JSON value to CEL (values already converted pass as they are).
-
-    Plain JSON types take a direct path (celpy's constructors cost ~6 us an int, which made
-    a 199 KB list of ints take ~200 ms, now ~10 ms); under an evaluation budget, large
-    values are converted in chunks with a check before each.
-
-    Raises:
-        EvaluationError: a value JSON cannot hold (a set, an object, an integer outside
-            int64), or one that nests too deeply.
-    """
-    try:
-        return _to_cel(value, current())
-    except RecursionError:
-        raise EvaluationError("a value nests too deeply to be given to an expression") from None
-
-
-def _to_cel(value: Any, budget: Budget | None) -> Any:
-    kind = type(value)
-    if kind is str:
-        return str.__new__(celtypes.StringType, value)
-    if kind is int:
-        if _INT64[0] <= value <= _INT64[1]:
-            return int.__new__(celtypes.IntType, value)
-        raise EvaluationError("an integer outside int64 cannot be given to an expression")
-    if kind is dict:
-        return _map_to_cel(value, budget)
-    if kind is list:
-        return _list_of(value, _to_cel, budget)
-    if kind is float:
-        return float.__new__(celtypes.DoubleType, value)
-    if kind is bool:
-        return int.__new__(celtypes.BoolType, value)
-    if value is None or isinstance(value, _CEL_SCALARS):
-        return value
-    if isinstance(value, bool | int):  # subclasses (IntEnum, ...): as their plain value
-        return _to_cel(int(value), budget)
-    if isinstance(value, float):
-        return _to_cel(float(value), budget)
-    if isinstance(value, str):
-        return _to_cel(str(value), budget)
-    if isinstance(value, Mapping):
-        return _map_to_cel(value, budget)
-    if isinstance(value, list | tuple):
-        return _list_of(value, _to_cel, budget)
-    if isinstance(value, dt.datetime):
-        return celtypes.TimestampType(value if value.tzinfo else value.replace(tzinfo=dt.UTC))
-    if isinstance(value, dt.timedelta):
-        return celtypes.DurationType(value)
-    if isinstance(value, bytes):
-        return celtypes.BytesType(value)
-    raise EvaluationError(f"a {type(value).__name__} cannot be given to an expression")
-
-
-def _map_to_cel(value: Mapping[Any, Any], budget: Budget | None) -> celtypes.MapType:
-    out = celtypes.MapType()
-    for i, (k, v) in enumerate(value.items()):
-        if budget is not None and not i % _CHUNK:
-            budget.poll()
-        out[_to_cel(k, budget)] = _to_cel(v, budget)
-    return out
-
-
-def _list_of(
-    items: Sequence[Any], convert: Callable[[Any, Budget | None], Any], budget: Budget | None
-) -> list[Any]:
-    """``items`` converted one by one, as a CEL list when converting to CEL."""
-    out: list[Any] = celtypes.ListType() if convert is _to_cel else []
-    for start in range(0, len(items), _CHUNK):
-        if budget is not None:
-            budget.poll()
-        out.extend([convert(v, budget) for v in items[start : start + _CHUNK]])
-    return out
-
-
-def to_python(value: Any) -> Any:
-    """Convert a CEL result to a plain JSON-ready Python value (documented above).
-
-    Raises:
-        EvaluationError: the result holds an error (``{"a": 1/0}``) or a non-JSON value, or
-            nests too deeply.
-    """
-    try:
-        return _to_python(value, current())
-    except RecursionError:
-        raise EvaluationError("an expression result nests too deeply") from None
-
-
-def _to_python(value: Any, budget: Budget | None) -> Any:
-    if value is None:
-        return None
-    if isinstance(value, str):
-        return str(value)
-    if isinstance(value, CELEvalError):
-        raise EvaluationError(_eval_message(value))
-    if isinstance(value, bool | celtypes.BoolType):
-        return bool(value)
-    if isinstance(value, celtypes.DoubleType | float):
-        return float(value)
-    if isinstance(value, celtypes.TimestampType):
-        return _rfc3339(value)
-    if isinstance(value, celtypes.DurationType):
-        return f"{value.total_seconds():.9f}".rstrip("0").rstrip(".") + "s"
-    if isinstance(value, int):
-        return int(value)
-    if isinstance(value, bytes):
-        return base64.b64encode(value).decode("ascii")
-    if isinstance(value, Mapping):
-        out = {}
-        for i, (k, v) in enumerate(value.items()):
-            if budget is not None and not i % _CHUNK:
-                budget.poll()
-            out[str(_to_python(k, budget))] = _to_python(v, budget)
-        return out
-    if isinstance(value, list | tuple):
-        return _list_of(value, _to_python, budget)
-    raise EvaluationError(f"an expression result of type {type(value).__name__} is not JSON")
-
-
-def _rfc3339(value: dt.datetime) -> str:
-    utc = value.astimezone(dt.UTC)
-    return (
-        utc.strftime("%Y-%m-%dT%H:%M:%S")
-        + (f".{utc.microsecond:06d}".rstrip("0") if utc.microsecond else "")
-        + "Z"
-    )
 
 
 def _event_time(text: str) -> Any:
@@ -459,13 +219,6 @@ def _outcome(
             "error", f"condition must give a bool, not {json_type(result)}", event_id
         )
     return ConditionOutcome("passed" if result else "dropped", None, event_id)
-
-
-def json_type(value: Any) -> str:
-    """The CEL name of a plain value's type, for messages (never the value itself)."""
-    names = {type(None): "null", str: "string", int: "int", float: "double"}
-    names |= {list: "list", dict: "map"}
-    return names.get(type(value), type(value).__name__)
 
 
 # -- decisions shared by the trigger workflow, the intake and the dry run -------------------

@@ -14,7 +14,9 @@ from typing import Annotated, Any, Literal
 from celpy import celtypes
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from triggers.core.conditions import EvaluationError, compile_expression, json_type
+from triggers.core.cel_errors import EvaluationError
+from triggers.core.cel_values import json_type
+from triggers.core.conditions import compile_expression
 
 NODE_ID = r"^[A-Za-z0-9_.:-]+$"
 MAX_DELAY_SECONDS = 365 * 24 * 3600.0

@@ -13,7 +13,7 @@ from urllib.parse import parse_qs
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from triggers.core import signatures
+from triggers.core import signatures, vendor_signatures
 from triggers.core.events import Event
 from triggers.providers import ProviderInfo
 
@@ -152,13 +152,13 @@ def verify(
     tol = config.tolerance_seconds
     match config.preset:
         case "github":
-            return signatures.verify_github(keys, headers, body)
+            return vendor_signatures.verify_github(keys, headers, body)
         case "stripe":
-            return signatures.verify_stripe(keys, headers, body, now=now, tolerance=tol)
+            return vendor_signatures.verify_stripe(keys, headers, body, now=now, tolerance=tol)
         case "standard" | "svix":
-            return signatures.verify_standard(keys, headers, body, now=now, tolerance=tol)
+            return vendor_signatures.verify_standard(keys, headers, body, now=now, tolerance=tol)
         case "pagerduty":
-            return signatures.verify_pagerduty(keys, headers, body)
+            return vendor_signatures.verify_pagerduty(keys, headers, body)
         case "generic":
             assert config.signature_header is not None
             return signatures.verify_hmac(
