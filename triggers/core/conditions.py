@@ -65,13 +65,8 @@ from celpy.celparser import CELParseError
 from celpy.evaluation import CELEvalError
 
 from triggers.core.cel_budget import BudgetedRunner, BudgetExceeded, cpu_budget
-
-# Explicit re-exports (``X as X``): ``triggers.core.graph`` imports these three from here.
-from triggers.core.cel_errors import EvaluationError as EvaluationError
-from triggers.core.cel_errors import ExpressionError as ExpressionError
-from triggers.core.cel_errors import eval_message, parse_message
-from triggers.core.cel_values import json_type, to_python
-from triggers.core.cel_values import to_cel as to_cel
+from triggers.core.cel_errors import EvaluationError, ExpressionError, eval_message, parse_message
+from triggers.core.cel_values import json_type, to_cel, to_python
 from triggers.core.events import Event
 
 MAX_EXPRESSION_LENGTH = 10_000

@@ -29,14 +29,14 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from triggers.core.cel_budget import current as current_budget
+from triggers.core.cel_errors import EvaluationError
+from triggers.core.cel_values import to_cel
 from triggers.core.conditions import (
     Compiled,
     ConditionOutcome,
-    EvaluationError,
     TriggerInfo,
     evaluate_condition,
     event_activation,
-    to_cel,
 )
 from triggers.core.events import Event
 from triggers.core.graph_schema import (

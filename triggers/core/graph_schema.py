@@ -16,7 +16,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from triggers.core.conditions import ExpressionError, compile_expression
+from triggers.core.cel_errors import ExpressionError
+from triggers.core.conditions import compile_expression
 from triggers.core.nodes import NODE_TYPES, Node
 
 MAX_NODES = 200
