@@ -16,11 +16,13 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from pydantic import SecretStr
+from starlette.responses import JSONResponse
 from temporalio.client import Client
 from temporalio.worker import Worker
 
 import tests.fake_providers  # noqa: F401  (registers the test_list provider for every test)
 from api.app import create_app
+from tests.local_http import LocalServer
 from triggers.infra import store
 from triggers.infra.crypto import SecretBox
 from triggers.infra.db import make_engine, session_factory, upgrade
@@ -227,3 +229,12 @@ async def src_stack(sqlite_url: str, client: Client, secret_keys: str) -> AsyncI
     """A stack with its own worker on the test's database (the source reads it)."""
     async with stack_with_worker(sqlite_url, client, secret_keys) as stack:
         yield stack
+
+
+@pytest.fixture
+async def ok_server() -> AsyncIterator[LocalServer]:
+    """A local HTTP server that answers every request ``{"ok": true}`` and records it."""
+    srv = LocalServer(handler=lambda _r: JSONResponse({"ok": True}))
+    await srv.start()
+    yield srv
+    await srv.stop()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -29,14 +28,6 @@ async def graph_stack(src_stack: Stack) -> Stack:
     """The API and a worker on the test's database (the http_request activity reads the
     owner's network allowlist there)."""
     return src_stack
-
-
-@pytest.fixture
-async def server() -> AsyncIterator[LocalServer]:
-    srv = LocalServer(handler=lambda _r: JSONResponse({"ok": True}))
-    await srv.start()
-    yield srv
-    await srv.stop()
 
 
 def branching_graph(base: str) -> dict[str, Any]:
@@ -64,17 +55,17 @@ def branching_graph(base: str) -> dict[str, Any]:
 
 
 async def test_filter_if_and_http_request_per_branch(
-    graph_stack: Stack, server: LocalServer
+    graph_stack: Stack, ok_server: LocalServer
 ) -> None:
     s = graph_stack
     await allow_local(s)
-    tid = (await s.create_trigger(graph_trigger(branching_graph(server.url))))["id"]
+    tid = (await s.create_trigger(graph_trigger(branching_graph(ok_server.url))))["id"]
     stored = (await s.http.get(f"/api/triggers/{tid}", headers=s.alice)).json()
     assert stored["target"]["kind"] == "graph" and len(stored["target"]["graph"]["nodes"]) == 6
 
     assert (await post_github(s.http, tid, delivery="g-main")).status_code == 202
     main = await result_of(s.client, tid, "g-main")
-    assert [(r.path, json.loads(r.body)) for r in server.requests] == [
+    assert [(r.path, json.loads(r.body)) for r in ok_server.requests] == [
         ("/deploy", {"ref": "refs/heads/main", "env": "production"})
     ]
     assert outcome(main, "deploy") == {"in": 1, "out": 1, "calls": 1}
@@ -92,7 +83,7 @@ async def test_filter_if_and_http_request_per_branch(
     feature = github_body(ref="refs/heads/feature")
     assert (await post_github(s.http, tid, delivery="g-feat", body=feature)).status_code == 202
     feat = await result_of(s.client, tid, "g-feat")
-    assert [(r.method, r.path, json.loads(r.body)) for r in server.requests[1:]] == [
+    assert [(r.method, r.path, json.loads(r.body)) for r in ok_server.requests[1:]] == [
         ("POST", "/preview", {"ref": "refs/heads/feature", "env": "preview"})
     ]
     assert outcome(feat, "deploy")["calls"] == 0 and outcome(feat, "preview")["calls"] == 1
@@ -109,16 +100,16 @@ async def test_filter_if_and_http_request_per_branch(
 
 
 async def test_filter_dropping_every_item_ends_without_calls(
-    graph_stack: Stack, server: LocalServer
+    graph_stack: Stack, ok_server: LocalServer
 ) -> None:
     s = graph_stack
     await allow_local(s)
-    graph = branching_graph(server.url)
+    graph = branching_graph(ok_server.url)
     graph["nodes"][0]["condition"] = 'item.repository.full_name == "someone/else"'
     tid = (await s.create_trigger(graph_trigger(graph)))["id"]
     assert (await post_github(s.http, tid, delivery="g-none")).status_code == 202
     result = await result_of(s.client, tid, "g-none")
-    assert server.requests == []
+    assert ok_server.requests == []
     assert result.calls == 0
     assert outcome(result, "ours") == {"in": 1, "out": 0, "calls": 0}
     assert all(n.items_in == 0 for n in (result.nodes or []) if n.node_id != "ours")
@@ -127,10 +118,10 @@ async def test_filter_dropping_every_item_ends_without_calls(
 
 
 async def test_private_address_without_allowlist_fails_the_run_naming_the_node(
-    graph_stack: Stack, server: LocalServer
+    graph_stack: Stack, ok_server: LocalServer
 ) -> None:
     s = graph_stack
-    tid = (await s.create_trigger(graph_trigger(branching_graph(server.url))))["id"]
+    tid = (await s.create_trigger(graph_trigger(branching_graph(ok_server.url))))["id"]
     assert (await post_github(s.http, tid, delivery="g-blocked")).status_code == 202
     handle = s.client.get_workflow_handle(run_workflow_id(tid, "g-blocked"))
 
@@ -145,23 +136,23 @@ async def test_private_address_without_allowlist_fails_the_run_naming_the_node(
     assert isinstance(cause, ApplicationError) and cause.type == "NodeFailed"
     assert cause.message.startswith("node 'deploy': requests to 127.0.0.1 are refused")
     assert "loopback" in cause.message and "allowlist" in cause.message
-    assert server.requests == []
+    assert ok_server.requests == []
 
 
 async def test_http_request_retries_5xx_and_passes_4xx_on(
-    graph_stack: Stack, server: LocalServer
+    graph_stack: Stack, ok_server: LocalServer
 ) -> None:
     s = graph_stack
     await allow_local(s)
     answers = iter([500, 503, 404])
 
     def handler(_r: Request) -> Response:
-        return JSONResponse({"n": len(server.requests)}, status_code=next(answers))
+        return JSONResponse({"n": len(ok_server.requests)}, status_code=next(answers))
 
-    server.handler = handler
+    ok_server.handler = handler
     graph = {
         "nodes": [
-            http_node("call", f"{server.url}/flaky", {"x": "1"}, retries=2),
+            http_node("call", f"{ok_server.url}/flaky", {"x": "1"}, retries=2),
             {
                 "id": "after",
                 "type": "filter",
@@ -174,13 +165,13 @@ async def test_http_request_retries_5xx_and_passes_4xx_on(
     tid = (await s.create_trigger(graph_trigger(graph)))["id"]
     assert (await post_github(s.http, tid, delivery="g-retry")).status_code == 202
     result = await result_of(s.client, tid, "g-retry")
-    assert [r.path for r in server.requests] == ["/flaky"] * 3
+    assert [r.path for r in ok_server.requests] == ["/flaky"] * 3
     assert outcome(result, "after") == {"in": 1, "out": 1, "calls": 0}
     assert outcome(result, "note")["calls"] == 1
 
 
 async def test_start_workflow_node_starts_a_user_workflow(
-    graph_stack: Stack, server: LocalServer
+    graph_stack: Stack, ok_server: LocalServer
 ) -> None:
     s = graph_stack
     await allow_local(s)
@@ -194,7 +185,7 @@ async def test_start_workflow_node_starts_a_user_workflow(
                 "task_queue": queue,
                 "input": '{"ref": item.ref}',
             },
-            http_node("report", f"{server.url}/report", {"child": "item"}),
+            http_node("report", f"{ok_server.url}/report", {"child": "item"}),
         ],
         "edges": [{"source": "start", "target": "report"}],
     }
@@ -208,7 +199,7 @@ async def test_start_workflow_node_starts_a_user_workflow(
     assert desc.workflow_type == "GraphChild" and desc.task_queue == queue
     assert desc.status == WorkflowExecutionStatus.COMPLETED
     # The child's result became the item the next node sent.
-    assert [json.loads(r.body) for r in server.requests] == [
+    assert [json.loads(r.body) for r in ok_server.requests] == [
         {"child": {"deployed": "refs/heads/main", "by": "GraphChild"}}
     ]
     assert outcome(result, "start") == {"in": 1, "out": 1, "calls": 1}

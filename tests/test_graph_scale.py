@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from starlette.responses import JSONResponse
 from temporalio.client import Client
 from temporalio.worker import Replayer
 
@@ -42,14 +41,6 @@ async def graph_stack(sqlite_url: str, client: Client, secret_keys: str) -> Asyn
     """The API and a worker on the test's database (http_request reads the allowlist there)."""
     async with stack_with_worker(sqlite_url, client, secret_keys) as s:
         yield s
-
-
-@pytest.fixture
-async def server() -> AsyncIterator[LocalServer]:
-    srv = LocalServer(handler=lambda _r: JSONResponse({"ok": True}))
-    await srv.start()
-    yield srv
-    await srv.stop()
 
 
 def log_chain(n: int) -> dict[str, Any]:
@@ -157,11 +148,11 @@ def history_graph(base: str) -> dict[str, Any]:
     }
 
 
-async def test_fresh_graph_run_history_replays(graph_stack: Stack, server: LocalServer) -> None:
+async def test_fresh_graph_run_history_replays(graph_stack: Stack, ok_server: LocalServer) -> None:
     s = graph_stack
     await allow_local(s)
-    tid, result = await run_graph(s, history_graph(server.url), "hist")
-    assert [json.loads(r.body) for r in server.requests] == [{"n": 0}, {"n": 20}]
+    tid, result = await run_graph(s, history_graph(ok_server.url), "hist")
+    assert [json.loads(r.body) for r in ok_server.requests] == [{"n": 0}, {"n": 20}]
     assert result.calls == 2 + 2 + 2 + 2
     history = await s.client.get_workflow_handle(run_workflow_id(tid, "hist")).fetch_history()
     await Replayer(workflows=[TriggerWorkflow, RunWorkflow]).replay_workflow(history)

@@ -179,7 +179,7 @@ async def check_host(host: str, port: int, allowlist: Sequence[str]) -> None:
     try:
         addresses = await resolve(host, port)
     except OSError:
-        raise ProviderTransientError(f"cannot resolve {host}") from None
+        raise ProviderTransientError(f"cannot resolve host {host}") from None
     rules.check(host, addresses)
 
 
@@ -192,12 +192,7 @@ async def check_url(url: str, allowlist: Sequence[str]) -> None:
         ProviderTransientError: the host name could not be resolved (DNS may recover).
     """
     host, port = url_host(url)
-    rules = Allowlist.parse(allowlist)
-    try:
-        addresses = await resolve(host, port)
-    except OSError:
-        raise ProviderTransientError(f"cannot resolve host {host}") from None
-    rules.check(host, addresses)
+    await check_host(host, port, allowlist)
 
 
 class _GuardedBackend(httpcore.AsyncNetworkBackend):
