@@ -122,8 +122,6 @@ class ActivitySink:
         self._lead = lead
         self.events = 0
         self.next_at: datetime | None = None
-        # Set once the provider started fine: the API then stops showing earlier errors.
-        self.healthy = False
 
     @property
     def cursor(self) -> Cursor:
@@ -134,7 +132,6 @@ class ActivitySink:
             "cursor": self._cursor,
             "next_at": self.next_at.isoformat() if self.next_at else None,
             "events": self.events,
-            "healthy": self.healthy,
         }
 
     def heartbeat(self) -> None:
@@ -147,6 +144,11 @@ class ActivitySink:
         batch = EventBatch(
             events, cursor=cursor, config_version=self._config_version, next_at=next_at
         )
+        await self._client.get_workflow_handle(self._workflow_id).signal(EVENTS_SIGNAL, batch)
+
+    async def report_recovered(self) -> None:
+        """Tell the workflow the source started fine after an error (status: active)."""
+        batch = EventBatch([], config_version=self._config_version, source_ok=True)
         await self._client.get_workflow_handle(self._workflow_id).signal(EVENTS_SIGNAL, batch)
 
     async def emit(self, events: Sequence[Event], *, cursor: Cursor = None) -> None:
@@ -294,7 +296,9 @@ class SourceActivities:
             await provider.init(config, secrets, context)
             # Clears a failed or degraded status left by an earlier config or attempt.
             await self._set_status(inp.trigger_id, TriggerStatus.ACTIVE, None)
-            sink.healthy = True
+            if inp.recovering:
+                # The workflow shows the source as degraded until it hears it runs again.
+                await sink.report_recovered()
             sink.heartbeat()
             try:
                 await _until_worker_stops(provider.run(sink))

@@ -6,7 +6,6 @@ import logging
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -28,7 +27,6 @@ from temporalio.service import RPCError, RPCStatusCode
 from triggers.contracts.names import (
     CONFIGURE_SIGNAL,
     RECENT_EVENTS_QUERY,
-    RUN_SOURCE_ACTIVITY,
     STATUS_QUERY,
     TRIGGER_ID,
     TRIGGER_OWNER,
@@ -192,17 +190,8 @@ async def configure(client: Client, trigger: Trigger, *, task_queue: str) -> Non
             raise
 
 
-@dataclass
-class SourceHealth:
-    """The running source activity as the server sees it: its last heartbeat."""
-
-    heartbeat: dict[str, Any]
-
-
-async def runtime_status(
-    client: Client, trigger_id: str
-) -> tuple[TriggerStatus, SourceHealth | None] | None:
-    """The workflow's own report (query) plus its source activity's health (describe)."""
+async def runtime_status(client: Client, trigger_id: str) -> TriggerStatus | None:
+    """The trigger workflow's own status report (its query); None when it does not run."""
     handle = client.get_workflow_handle(trigger_workflow_id(trigger_id))
     try:
         desc = await handle.describe(rpc_timeout=_RPC_TIMEOUT)
@@ -220,17 +209,7 @@ async def runtime_status(
         if _workflow_missing(exc):
             return None
         raise
-    health = None
-    for pending in desc.raw_description.pending_activities:
-        if pending.activity_type.name != RUN_SOURCE_ACTIVITY:
-            continue
-        beat: dict[str, Any] = {}
-        if pending.heartbeat_details.payloads:
-            values = await client.data_converter.decode(pending.heartbeat_details.payloads)
-            if values and isinstance(values[0], dict):
-                beat = values[0]
-        health = SourceHealth(heartbeat=beat)
-    return status, health
+    return status
 
 
 async def recent_events(client: Client, trigger_id: str) -> list[RecentEvent]:

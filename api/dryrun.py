@@ -18,7 +18,6 @@ from api.dryrun_schemas import (
     NodeOut,
     SampleEvent,
 )
-from triggers.contracts.trigger import RecentEvent
 from triggers.core import graph as graphs
 from triggers.core.conditions import EVALUATION_BUDGET_SECONDS, TriggerInfo, decide_run
 from triggers.core.events import Event, run_workflow_id
@@ -35,19 +34,6 @@ def event_of_sample(sample: SampleEvent) -> Event:
         data=sample.data,
         subject=sample.subject,
         headers=dict(sample.headers),
-    )
-
-
-def event_of_recent(recent: RecentEvent) -> Event:
-    return Event(
-        id=recent.id,
-        key=recent.key,
-        source=recent.source,
-        type=recent.type,
-        time=recent.time,
-        data=recent.data,
-        subject=recent.subject,
-        headers=dict(recent.headers),
     )
 
 

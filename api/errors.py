@@ -169,3 +169,10 @@ class CatchAll:
             log.error("unhandled %s on %s %s", type(exc).__name__, scope["method"], scope["path"])
             response = JSONResponse(status_code=500, content={"detail": "internal error"})
             await response(scope, receive, send)
+
+
+# The error answers of the routes on one trigger: read it, act on it (enable...), change
+# it with a body.
+READ_ANSWERS = answers(401, 404, 422, 503)
+ACT_ANSWERS = answers(401, 403, 404, 422, 503)
+WRITE_ANSWERS = answers(400, 401, 403, 404, 422, 503)

@@ -237,57 +237,6 @@ class TriggerPage(BaseModel):
     offset: int
 
 
-class TriggerRuntime(BaseModel):
-    """Health of a trigger: what its workflow reports (query) and how its source loop is
-    doing (retries, last error, cursor, next fire or poll time); ``running: false`` when
-    no workflow runs."""
-
-    running: bool
-    workflow_id: str
-    status: str = Field(
-        default="disabled",
-        description="active | degraded (source retrying) | failed (config) | finished | disabled",
-    )
-    events_received: int = 0
-    runs_started: int = 0
-    duplicates: int = 0
-    skipped: int = Field(default=0, description="Events dropped by the overlap policy.")
-    filtered: dict[str, int] = Field(
-        default_factory=dict, description="Condition outcomes: passed, dropped, error."
-    )
-    condition_errors: list[dict[str, str]] = Field(
-        default_factory=list, description="The latest condition errors with their event ids."
-    )
-    runs_in_flight: int = 0
-    cursor: Any = None
-    next_at: str | None = Field(default=None, description="Next fire or poll time.")
-    consecutive_errors: int = 0
-    next_retry_at: str | None = None
-    pending: int = 0
-    last_event_time: str | None = None
-    last_error: str | None = None
-    continued_as_new: int = 0
-    history_length: int = Field(default=0, description="Events in the current run's history.")
-    history_size: int = Field(default=0, description="Bytes of the current run's history.")
-    config_version: int | None = None
-    failed_starts: int = Field(
-        default=0, description="Accepted events whose run could not be started."
-    )
-    start_failures: list[dict[str, Any]] = Field(
-        default_factory=list,
-        description="The latest of those: event id and key, the reason, when.",
-    )
-    stale_dropped: int = Field(
-        default=0,
-        description="Events a source sent after a disable or config change: not accepted.",
-    )
-    last_recovery: dict[str, Any] | None = Field(
-        default=None,
-        description="When the trigger workflow last began after an accidental close "
-        "(terminated, failed, timed out): how it closed and what was resumed.",
-    )
-
-
 class ShareIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

@@ -4,6 +4,7 @@ a schedule past its end is ``finished``."""
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -37,6 +38,8 @@ from api.app import create_app
 from tests.conftest import Stack, eventually, make_stack
 from tests.helpers import github_trigger, post_github, runs_of, status_of
 from tests.user_workflows import HeldRun, StatuslessTrigger
+from triggers.contracts.names import STATUS_QUERY
+from triggers.contracts.trigger import TriggerStatus
 from triggers.core.events import run_workflow_id, trigger_workflow_id
 from triggers.infra.settings import Settings
 from workers.devserver import DevServer
@@ -439,3 +442,34 @@ async def test_a_schedule_past_its_end_is_finished_with_no_next_fire(
     assert all(slot <= end for slot in slots)
     assert (len(slots) >= 1) is (ends_in > timedelta(0))
     assert st["runs_started"] == len(slots)
+
+
+async def test_status_is_the_workflow_query_as_is(sqlite_stack: Stack) -> None:
+    """One status model: ``GET .../status`` answers the workflow's status query, with only
+    ``runs_in_flight`` filled in from Temporal's visibility."""
+    s = sqlite_stack
+    tid = (await s.create_trigger(github_trigger()))["id"]
+    answered = await status_of(s, tid)
+    asked = await s.client.get_workflow_handle(trigger_workflow_id(tid)).query(
+        STATUS_QUERY, result_type=TriggerStatus
+    )
+    queried = dataclasses.asdict(asked)
+    assert set(answered) == {f.name for f in dataclasses.fields(TriggerStatus)}
+    # The history grows between the two calls (the query itself adds nothing, but a
+    # workflow task may have run); everything else is the query's.
+    moving = {"runs_in_flight", "history_length", "history_size"}
+    assert {k: v for k, v in answered.items() if k not in moving} == {
+        k: v for k, v in queried.items() if k not in moving
+    }
+    assert answered["running"] is True and answered["workflow_id"] == trigger_workflow_id(tid)
+
+    # Not running: the row's facts in the same shape.
+    assert (await s.http.post(f"/api/triggers/{tid}/disable", headers=s.alice)).status_code == 200
+
+    async def stopped() -> dict[str, Any] | None:
+        st = await status_of(s, tid)
+        return st if not st["running"] else None
+
+    st = await eventually(stopped)
+    assert set(st) == set(answered)
+    assert st["enabled"] is False and st["status"] == "disabled" and st["events_received"] == 0

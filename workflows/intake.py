@@ -72,19 +72,8 @@ def recent_event(event: Event) -> RecentEvent:
     """An accepted event as the dry run's ``last`` keeps it: large data by reference only."""
     size = 0 if event.data_ref else json_size(event.data)
     cut = size > RECENT_EVENT_DATA_LIMIT
-    return RecentEvent(
-        id=event.id,
-        key=event.key,
-        type=event.type,
-        time=event.time,
-        source=event.source,
-        subject=event.subject,
-        data=None if cut else event.data,
-        headers=dict(event.headers),
-        data_truncated=cut,
-        data_size=size,
-        data_ref=event.data_ref,
-    )
+    kept = replace(event, data=None if cut else event.data, verdict=None)
+    return RecentEvent(**vars(kept), data_truncated=cut, data_size=size)
 
 
 def run_event(event: Event) -> Event:

@@ -99,6 +99,7 @@ class SourceLoop:
                 # Every emit and checkpoint signals its cursor, so this is the newest one.
                 cursor=state.cursor,
                 lifetime_seconds=SOURCE_LIFETIME.total_seconds(),
+                recovering=state.status == "degraded",
             ),
             result_type=SourceResult,
             start_to_close_timeout=SOURCE_LIFETIME + timedelta(minutes=2),
@@ -145,6 +146,14 @@ class SourceLoop:
         state.last_error = None
         state.consecutive_errors = 0
         state.source_finished = result.finished
+
+    def recovered(self) -> None:
+        """The source's activity says it runs fine again after an error."""
+        state = self._wf.state
+        if state.status == "degraded":
+            state.status, state.last_error = "active", None
+            state.consecutive_errors = 0
+            state.next_retry_at = None
 
     async def _retry_later(self, version: int, error: BaseException) -> None:
         """Transient failure (or a dead worker): capped exponential backoff with jitter, or

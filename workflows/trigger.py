@@ -305,6 +305,8 @@ class TriggerWorkflow(RunStarts):
             # and its cursor stays where it was, so the next source resumes before these.
             self._state.stale_dropped += len(batch.events)
             return
+        if batch.source_ok:
+            self._source.recovered()
         if batch.events:
             self._state.events_received += len(batch.events)
             self._state.last_event_time = workflow.now().isoformat()
@@ -347,6 +349,7 @@ class TriggerWorkflow(RunStarts):
         info = workflow.info()
         return TriggerStatus(
             trigger_id=self._spec.trigger_id,
+            workflow_id=info.workflow_id,
             name=self._spec.name,
             enabled=self._spec.enabled,
             config_version=self._spec.config_version,

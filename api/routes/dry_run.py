@@ -11,7 +11,7 @@ from api import control, dryrun
 from api.deps import CurrentUser, SessionDep, StateDep
 from api.dryrun_schemas import DryRunIn, DryRunOut
 from api.errors import answers
-from api.routes.triggers import _load
+from api.services.triggers import load
 from triggers.contracts.trigger import RecentEvent
 from triggers.core.events import Event
 from triggers.infra import payloads
@@ -19,13 +19,13 @@ from triggers.infra import payloads
 
 async def _with_data(session: SessionDep, recent: RecentEvent) -> tuple[Event, bool]:
     """A recent event with its claim-checked data loaded (``True``: the data is gone)."""
-    event = dryrun.event_of_recent(recent)
     if recent.data_ref is None:
-        return event, recent.data_truncated
+        return recent, recent.data_truncated
     try:
-        return replace(event, data=await payloads.load(session, ref=recent.data_ref)), False
+        data = await payloads.load(session, ref=recent.data_ref)
     except payloads.PayloadMissing:
-        return event, True
+        return replace(recent, data_ref=None), True
+    return replace(recent, data=data, data_ref=None), False
 
 
 router = APIRouter(prefix="/api/triggers", tags=["triggers"])
@@ -52,7 +52,7 @@ async def test_trigger(
     ``dropped`` or ``error`` with the message), the input a ``workflow`` target's run would
     get, and for a graph the nodes that would run, their items in and out, and the calls
     they would make. Viewers may use it."""
-    trigger, _ = await _load(session, user, trigger_id, "viewer")
+    trigger, _ = await load(session, user, trigger_id, "viewer")
     if body.events is not None:
         events = [(dryrun.event_of_sample(e), False) for e in body.events]
     else:

@@ -16,6 +16,8 @@ class SourceInput:
     # Waits longer than this end the activity; the workflow sleeps on a durable timer and
     # starts it again shortly before it is due, so idle triggers hold no worker slot.
     park_after_seconds: float = 60.0
+    # The previous attempt failed: the activity tells the workflow once it runs again.
+    recovering: bool = False
 
 
 @dataclass

@@ -23,6 +23,8 @@ class EventBatch:
     config_version: int | None = None
     # A source's next fire / poll time, when it knows it (ISO 8601).
     next_at: str | None = None
+    # The source started fine after an error: the trigger is active again.
+    source_ok: bool = False
 
 
 @dataclass
@@ -64,25 +66,14 @@ class TriggerSpec:
 
 
 @dataclass
-class RecentEvent:
-    """An event as the trigger received it, kept so a dry run can replay its decision.
+class RecentEvent(Event):
+    """An accepted event as the trigger keeps it for the dry run: the event itself, its
+    verdict left out, its ``data`` ``None`` and ``data_truncated`` true when the data's JSON
+    was too large to keep (``data_size`` says how large, in bytes). Claim-checked data
+    stays behind ``data_ref`` (the dry run loads it from the database)."""
 
-    ``data`` is ``None`` and ``data_truncated`` true when the data's JSON was too large to
-    keep (``data_size`` says how large it was, in bytes).
-    """
-
-    id: str
-    key: str
-    type: str
-    time: str
-    source: str
-    subject: str | None = None
-    data: Any = None
-    headers: dict[str, str] = field(default_factory=dict)
     data_truncated: bool = False
     data_size: int = 0
-    # The claim check of data kept in the database (the dry run loads it from there).
-    data_ref: str | None = None
 
 
 @dataclass
@@ -213,31 +204,70 @@ class TriggerInput:
 
 @dataclass
 class TriggerStatus:
-    """Query result: what the trigger workflow knows about itself."""
+    """The trigger's runtime status, owned by its workflow: the status query's answer is
+    what ``GET /api/triggers/{id}/status`` returns, as is.
+
+    ``status``: active | degraded (the source is retrying) | failed (its config) | finished
+    | disabled. ``skipped``: events dropped by the overlap policy. ``filtered``: condition
+    outcomes (passed, dropped, error), ``condition_errors`` the latest errors with their
+    event ids. ``next_at``: the next fire or poll time. ``pending``: accepted events whose
+    runs are not started yet. ``runs_in_flight``: this trigger's runs still running, as
+    Temporal's visibility counts them (the API fills it in). ``failed_starts``: accepted
+    events whose run could not be started (the latest in ``start_failures``).
+    ``stale_dropped``: events a source sent after a disable or a config change (not
+    accepted). ``last_recovery``: when the workflow last began after an accidental close
+    (terminated, failed, timed out), how it closed and what it resumed from.
+    ``history_length`` / ``history_size``: events and bytes of the current run's history.
+    ``running`` is false when no trigger workflow runs (then only the row's facts are set).
+    """
 
     trigger_id: str
+    workflow_id: str
     name: str
     enabled: bool
     config_version: int
-    events_received: int
-    runs_started: int
-    duplicates: int
-    skipped: int
-    filtered: dict[str, int]
-    condition_errors: list[dict[str, str]]
-    status: str
-    consecutive_errors: int
-    next_retry_at: str | None
-    cursor: Any
-    next_at: str | None
-    runs_in_flight: int
-    pending: int
-    last_event_time: str | None
-    last_error: str | None
-    continued_as_new: int
-    history_length: int
+    running: bool = True
+    status: str = "disabled"
+    events_received: int = 0
+    runs_started: int = 0
+    duplicates: int = 0
+    skipped: int = 0
+    filtered: dict[str, int] = field(default_factory=dict)
+    condition_errors: list[dict[str, str]] = field(default_factory=list)
+    consecutive_errors: int = 0
+    next_retry_at: str | None = None
+    cursor: Any = None
+    next_at: str | None = None
+    runs_in_flight: int = 0
+    pending: int = 0
+    last_event_time: str | None = None
+    last_error: str | None = None
+    continued_as_new: int = 0
+    history_length: int = 0
     history_size: int = 0
     failed_starts: int = 0
     start_failures: list[StartFailure] = field(default_factory=list)
     stale_dropped: int = 0
     last_recovery: Recovery | None = None
+
+    @classmethod
+    def not_running(
+        cls,
+        *,
+        trigger_id: str,
+        workflow_id: str,
+        name: str,
+        enabled: bool,
+        config_version: int,
+        last_error: str | None,
+    ) -> TriggerStatus:
+        """A trigger without a running workflow: what its row knows."""
+        return cls(
+            trigger_id=trigger_id,
+            workflow_id=workflow_id,
+            name=name,
+            enabled=enabled,
+            config_version=config_version,
+            running=False,
+            last_error=last_error,
+        )
