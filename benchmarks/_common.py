@@ -40,8 +40,8 @@ from triggers.infra import store
 from triggers.infra.crypto import SecretBox
 from triggers.infra.db import make_engine, session_factory, upgrade
 from triggers.infra.settings import Settings
-from workers.devserver import _parent_death_hook
 from workers.ports import free_port
+from workers.processes import parent_death_hook
 
 ROOT = Path(__file__).resolve().parent.parent
 STARTUP_TIMEOUT = 120.0
@@ -184,7 +184,7 @@ class Procs:
                 stdout=out,
                 stderr=out,
                 start_new_session=True,
-                preexec_fn=_parent_death_hook(),
+                preexec_fn=parent_death_hook(),
             )
         self.procs.append((name, proc))
         log(f"started {name} (pid {proc.pid})")

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 
 from tests.conftest import eventually
-from workers.devserver import free_port
+from workers.ports import free_port
 
 
 def port_below_ephemeral_range() -> int:

@@ -16,8 +16,8 @@ import httpx
 
 from tests.conftest import eventually
 from tests.helpers import github_trigger, post_github
-from workers.devserver import temporal_binary
 from workers.ports import free_port
+from workers.processes import temporal_binary
 
 
 def _processes_with(arg: str) -> list[int]:

@@ -9,7 +9,8 @@ import sys
 
 import pytest
 
-from workers.devserver import DevServer, free_port
+from workers.devserver import DevServer
+from workers.ports import free_port
 
 CASES = [
     pytest.param("", "TRIGGERS_SECRET_KEYS is not set: give one or more Fernet keys", id="unset"),

@@ -16,8 +16,9 @@ from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 from temporalio.client import Client, WorkflowExecutionStatus
 
 from triggers.contracts.names import SEARCH_ATTRIBUTES
-from workers.devserver import DevServer, temporal_binary
+from workers.devserver import DevServer
 from workers.ports import bind_free_port, free_port
+from workers.processes import temporal_binary
 
 START_TIMEOUT = 30.0
 

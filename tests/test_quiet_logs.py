@@ -21,7 +21,8 @@ from tests.helpers import github_trigger, post_github
 from triggers.core.events import run_workflow_id
 from triggers.infra import store
 from triggers.infra.db import make_engine, session_factory, upgrade
-from workers.devserver import DevServer, free_port
+from workers.devserver import DevServer
+from workers.ports import free_port
 
 NOISE = ("Traceback", "never retrieved", "Task was destroyed", "Unhandled")
 

@@ -17,7 +17,8 @@ from temporalio.client import Client
 from tests.conftest import make_stack
 from tests.helpers import github_trigger
 from triggers.infra.db import upgrade
-from workers.devserver import DevServer, temporal_binary
+from workers.devserver import DevServer
+from workers.processes import temporal_binary
 
 
 @pytest.fixture

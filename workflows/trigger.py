@@ -20,7 +20,6 @@ from temporalio import workflow
 from temporalio.common import (
     RetryPolicy,
 )
-from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     # Passed through: the CEL parser touches the file system when it is first imported.
@@ -34,11 +33,9 @@ with workflow.unsafe.imports_passed_through():
         RECENT_EVENTS_QUERY,
         RECOVER_TRIGGER_ACTIVITY,
         SNAPSHOT_QUERY,
-        SPILL_EVENTS_ACTIVITY,
         STATUS_QUERY,
         TRIGGER_ID,
         TRIGGER_WORKFLOW_TYPE,
-        UNSPILL_EVENTS_ACTIVITY,
         WAIT_RUN_ACTIVITY,
     )
     from triggers.contracts.trigger import (
@@ -46,18 +43,14 @@ with workflow.unsafe.imports_passed_through():
         RecentEvents,
         RecoverInput,
         RecoverResult,
-        SpillInput,
-        SpillResult,
         TriggerInput,
         TriggerSpec,
         TriggerState,
         TriggerStatus,
-        UnspillInput,
-        UnspillResult,
         WaitRunInput,
     )
     from triggers.core.events import Event
-    from workflows import intake
+    from workflows import backlog, intake
     from workflows.run_starts import RunStarts
     from workflows.source_loop import SourceLoop
 
@@ -76,7 +69,6 @@ CONTINUE_AT_SIGNALS = 4_000
 # What continue-as-new carries inline; the rest of a backlog is spilled to the database.
 CARRY_MAX_EVENTS = 500
 CARRY_MAX_BYTES = 512 * 1024
-SPILL_CHUNK_EVENTS = 200
 # Version marker: runs of this workflow that began after it resume their predecessor.
 RECOVERY_PATCH = "recover-closed-run"
 _SHORT = timedelta(seconds=30)
@@ -140,7 +132,7 @@ class TriggerWorkflow(RunStarts):
             if self._must_continue():
                 await self._continue_as_new()
             if not self._state.pending and self._state.spilled_refs:
-                await self._unspill()
+                await backlog.unspill(self._state)
             # A sliding window of child starts: a slow start never holds back the others.
             room = MAX_IN_FLIGHT - self._in_flight
             if room > 0 and self._state.pending:
@@ -181,48 +173,12 @@ class TriggerWorkflow(RunStarts):
             self._state.pending[:held], max_events=CARRY_MAX_EVENTS, max_bytes=CARRY_MAX_BYTES
         )
         if rest:
-            refs = await self._spill(rest)
-            self._state.spilled_refs = refs + self._state.spilled_refs
-            self._state.spilled += len(rest)
+            await backlog.spill(self._state, self._spec.trigger_id, rest)
         # Events signalled while the spill ran are carried too.
         self._state.pending = carry + self._state.pending[held:]
         self._state.continued_as_new += 1
         self._state.recent_keys = list(self._recent)[-RECENT_KEYS:]
         workflow.continue_as_new(TriggerInput(spec=self._spec, state=self._state))
-
-    async def _spill(self, events: list[Event]) -> list[str]:
-        refs: list[str] = []
-        for i in range(0, len(events), SPILL_CHUNK_EVENTS):
-            chunk = events[i : i + SPILL_CHUNK_EVENTS]
-            result = await workflow.execute_activity(
-                SPILL_EVENTS_ACTIVITY,
-                SpillInput(trigger_id=self._spec.trigger_id, events=chunk),
-                result_type=SpillResult,
-                start_to_close_timeout=_SHORT,
-                summary=f"spill {len(chunk)} pending events",
-            )
-            refs.append(result.ref)
-        return refs
-
-    async def _unspill(self) -> None:
-        ref = self._state.spilled_refs[0]
-        try:
-            result = await workflow.execute_activity(
-                UNSPILL_EVENTS_ACTIVITY,
-                UnspillInput(ref=ref),
-                result_type=UnspillResult,
-                start_to_close_timeout=_SHORT,
-                summary="load spilled pending events",
-            )
-        except ActivityError as err:
-            # Only a chunk swept from the database fails for good: say so, go on.
-            workflow.logger.error("spilled events %s lost: %s", ref, err.cause or err)
-            self._state.spilled_refs.pop(0)
-            self._state.last_error = f"a spilled backlog chunk could not be loaded: {ref}"
-            return
-        self._state.spilled_refs.pop(0)
-        self._state.spilled = max(0, self._state.spilled - len(result.events))
-        self._state.pending[:0] = result.events
 
     def _finished(self) -> bool:
         """Disabled, and everything it accepted has been started."""
