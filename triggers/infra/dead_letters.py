@@ -19,7 +19,7 @@ import base64
 import binascii
 import logging
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -94,11 +94,11 @@ async def record(
             log.info("dead letter for deleted trigger %s not kept", tid)
 
 
-def clean_reason(reason: str) -> str:
-    """A provider's reason as it is stored and shown: held secrets masked (before the cut,
-    so no part of one survives it), text a database can store, at most
-    ``MAX_REASON_CHARS``."""
-    text = _text(redaction.redact(str(reason)))[:MAX_REASON_CHARS]
+def clean_reason(reason: str, secrets: Iterable[str] = ()) -> str:
+    """A provider's reason as it is stored and shown: the secrets this process holds (and
+    ``secrets``) masked before the cut, so no part of one survives it; text a database can
+    store; at most ``MAX_REASON_CHARS``."""
+    text = _text(redaction.redact(str(reason), secrets))[:MAX_REASON_CHARS]
     return text or "(no reason given)"
 
 
