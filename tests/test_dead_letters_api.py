@@ -112,7 +112,11 @@ async def test_pages_with_a_bounded_limit_and_a_cursor(stack: Stack) -> None:
         if cursor is None:
             break
     assert seen == keys[::-1]
-    for params in ({"limit": 0}, {"limit": 51}, {"cursor": "x" * 201}, {"cursor": "bm90IGl0"}):
+    # Out of range in UTC: a cursor anyone could make, not one this API gave.
+    far = f"9999-12-31T23:59:59-14:00|{uuid.uuid4().hex}".encode()
+    made = base64.urlsafe_b64encode(far).decode()
+    bad = [{"limit": 0}, {"limit": 51}, {"cursor": "x" * 201}, {"cursor": "bm90IGl0"}]
+    for params in [*bad, {"cursor": made}, {"cursor": "é"}]:
         r = await s.http.get(f"{API}/{tid}/dead-letters", params=params, headers=s.alice)
         assert r.status_code == 422, (params, r.text)
         assert r.json()["detail"][0]["loc"][0] == "query"

@@ -197,10 +197,12 @@ class Position:
             when, _, hex_id = text.partition("|")
             first_seen = datetime.fromisoformat(when)
             row_id = uuid.UUID(hex=hex_id)
-        except (binascii.Error, UnicodeDecodeError, ValueError):
+            if first_seen.tzinfo is None:
+                raise ValueError("no offset")
+            # In UTC, as the rows are compared; a time that has no UTC form is no cursor.
+            first_seen = first_seen.astimezone(UTC)
+        except (binascii.Error, UnicodeDecodeError, ValueError, OverflowError):
             raise ValueError("not a cursor") from None
-        if first_seen.tzinfo is None:
-            raise ValueError("not a cursor")
         return cls(first_seen, row_id)
 
 
