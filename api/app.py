@@ -17,7 +17,7 @@ from api.errors import (
     database_unavailable_handler,
     method_not_allowed,
 )
-from api.routes import dry_run, health, me, shares, triggers, webhooks
+from api.routes import dead_letters, dry_run, health, me, shares, triggers, webhooks
 from api.state import AppState
 from api.validation import validation_error_handler
 from triggers.infra.crypto import SecretBox
@@ -67,6 +67,7 @@ def create_app(settings: Settings | None = None, *, client: Client | None = None
     app.include_router(triggers.router)
     app.include_router(shares.router)
     app.include_router(dry_run.router)
+    app.include_router(dead_letters.router)
     app.include_router(webhooks.router)
     openapi.install(app)
     return app

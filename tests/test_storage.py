@@ -32,7 +32,7 @@ async def test_migrations_match_the_models(db_url: str) -> None:
         async with engine.connect() as conn:
             assert await conn.run_sync(diff) == []
             version = await conn.exec_driver_sql("SELECT version_num FROM alembic_version")
-            assert version.scalar_one() == "0007"
+            assert version.scalar_one() == "0008"
     finally:
         await engine.dispose()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -101,14 +102,6 @@ def bound_event(event: Event) -> Event:
     """The event with every attribute within its bound (keys and ids hashed when long,
     other text cut, headers limited), where it enters: a delivery can never make a run id,
     a memo or a history event exceed what Temporal accepts."""
-    headers: dict[str, str] = {}
-    total = 0
-    for name, value in event.headers.items():
-        name, value = _cut(name, MAX_ATTRIBUTE_CHARS), _cut(value, MAX_HEADER_VALUE_CHARS)
-        total += len(name) + len(value)
-        if len(headers) >= MAX_HEADERS or total > MAX_HEADERS_BYTES:
-            break
-        headers[name] = value
     return replace(
         event,
         id=bound_key(event.id),
@@ -118,8 +111,23 @@ def bound_event(event: Event) -> Event:
         subject=None if event.subject is None else _cut(event.subject, MAX_ATTRIBUTE_CHARS),
         datacontenttype=_cut(event.datacontenttype, MAX_ATTRIBUTE_CHARS),
         time=_cut(event.time, 64),
-        headers=headers,
+        headers=bound_headers(event.headers),
     )
+
+
+def bound_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """At most ``MAX_HEADERS`` headers, names cut to ``MAX_ATTRIBUTE_CHARS`` and values to
+    ``MAX_HEADER_VALUE_CHARS``, at most ``MAX_HEADERS_BYTES`` in all: the rest are dropped,
+    in the order given."""
+    out: dict[str, str] = {}
+    total = 0
+    for name, value in headers.items():
+        name, value = _cut(name, MAX_ATTRIBUTE_CHARS), _cut(value, MAX_HEADER_VALUE_CHARS)
+        total += len(name) + len(value)
+        if len(out) >= MAX_HEADERS or total > MAX_HEADERS_BYTES:
+            break
+        out[name] = value
+    return out
 
 
 def _cut(text: str, limit: int) -> str:

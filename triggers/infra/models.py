@@ -174,3 +174,43 @@ class WebhookFingerprint(SQLModel, table=True):
         default_factory=utcnow, sa_type=sa.DateTime(timezone=True), nullable=False
     )
     expires_at: datetime = Field(sa_type=sa.DateTime(timezone=True), nullable=False, index=True)
+
+
+class DeadLetter(SQLModel, table=True):
+    """A stream message that could not become an event (``triggers.infra.dead_letters``):
+    one row per trigger and source position (``key``); recording the key again updates it.
+
+    At most ``dead_letters.MAX_PER_TRIGGER`` rows per trigger (the oldest go, counted in
+    ``DeadLetterStats.dropped``); rows go with their trigger (foreign key cascade)."""
+
+    __tablename__ = "dead_letters"
+    __table_args__ = (
+        sa.UniqueConstraint("trigger_id", "key", name="uq_dead_letters_trigger_id_key"),
+        sa.Index("ix_dead_letters_trigger_id_first_seen", "trigger_id", "first_seen", "id"),
+    )
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    trigger_id: uuid.UUID = Field(foreign_key="triggers.id", ondelete="CASCADE")
+    # The source position, bounded like an event key (``bound_key``).
+    key: str = Field(max_length=300, nullable=False)
+    reason: str = Field(sa_type=sa.Text, nullable=False)
+    headers: dict[str, str] = Field(default_factory=dict, sa_type=JSONType, nullable=False)
+    # The message's value, its first ``DEAD_LETTER_RAW_LIMIT`` bytes; ``raw_size`` is the
+    # whole value's size.
+    raw: bytes = Field(sa_type=sa.LargeBinary, nullable=False)
+    raw_size: int = Field(sa_type=sa.BigInteger, nullable=False)
+    raw_truncated: bool = Field(nullable=False)
+    first_seen: datetime = Field(sa_type=sa.DateTime(timezone=True), nullable=False)
+    last_seen: datetime = Field(sa_type=sa.DateTime(timezone=True), nullable=False)
+    attempts: int = Field(nullable=False)
+    redriven_at: datetime | None = Field(default=None, sa_type=sa.DateTime(timezone=True))
+    redrive_run_id: str | None = Field(default=None, max_length=300)
+
+
+class DeadLetterStats(SQLModel, table=True):
+    """Per trigger: how many dead letters were deleted to keep the bound (shown by the API)."""
+
+    __tablename__ = "dead_letter_stats"
+
+    trigger_id: uuid.UUID = Field(foreign_key="triggers.id", primary_key=True, ondelete="CASCADE")
+    dropped: int = Field(default=0, sa_type=sa.BigInteger, nullable=False)

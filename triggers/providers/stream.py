@@ -7,7 +7,8 @@ backpressure and the dead letters, so a provider cannot get them wrong::
         Config = MyConfig
         key_format = "<queue>/<message-id>"
 
-        async def init(self, config, secrets, context): ...   # connect, join the group
+        async def init(self, config, secrets, context):        # connect, join the group
+            self.configure(config); ...
         async def receive(self, max_messages): ...             # block until messages come
         def to_event(self, message): ...                       # pure: bytes -> Event
         async def ack(self, messages): ...                     # commit / XACK / delete
@@ -35,6 +36,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar
+
+from pydantic import BaseModel
 
 from triggers.core.events import Event
 from triggers.providers.base import ProviderError, SourceProvider
@@ -88,6 +91,15 @@ class StreamProvider(SourceProvider):
     # broker counts deliveries); a config field of this name overrides it.
     max_deliveries: ClassVar[int] = 5
 
+    # The validated config ``to_event`` reads; set by ``configure``.
+    config: BaseModel
+
+    def configure(self, config: BaseModel) -> None:
+        """Keep the validated config, without connecting: all ``to_event`` may need. ``init``
+        calls it first; the API calls only this (on a new instance, never connected) to
+        redrive a dead letter under the trigger's current config."""
+        self.config = config
+
     @abstractmethod
     async def receive(self, max_messages: int) -> Sequence[Message]:
         """Wait for and return up to ``max_messages`` messages, in the order they must be
@@ -98,7 +110,9 @@ class StreamProvider(SourceProvider):
     @abstractmethod
     def to_event(self, message: Message) -> Event:
         """The event of one message; pure and synchronous (the API calls it too, to redrive
-        a dead letter under the current config). Raise ``PoisonMessage`` if it cannot be."""
+        a dead letter under the current config, after ``configure`` only: read nothing
+        but ``self.config`` and the message; ``meta`` and ``time`` are not kept with a dead
+        letter). Raise ``PoisonMessage`` if it cannot be."""
 
     @abstractmethod
     async def ack(self, messages: Sequence[Message]) -> None:
