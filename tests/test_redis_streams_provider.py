@@ -172,8 +172,15 @@ async def test_nack_and_cancelled_receive_redeliver_with_counted_attempts(
         await provider.nack(first[1:])
         again = await collect(provider, 2)
         assert [(m.key, m.attempts) for m in again] == [(m.key, 2) for m in first[1:]]
-        # A receive blocked in XREADGROUP is cancelled promptly; nothing in flight is
-        # handed out twice afterwards, and new entries still flow.
+        # A receive blocked in XREADGROUP is cancelled promptly. A reply it never saw
+        # (here: read by the test in the provider's name) is read again after the
+        # cancel; nothing in flight is handed out twice, and new entries still flow.
+        woken = asyncio.create_task(provider.receive(10))  # reads its history to the end
+        sentinel = await publish(redis, stream, 1)
+        assert [m.key for m in await woken] == [f"{stream}/{sentinel[0]}"]
+        unseen = await publish(redis, stream, 1)
+        group = "triggers:t-redis"
+        await redis.xreadgroup(group, provider.consumer, {stream: ">"}, count=1)
         blocked = asyncio.create_task(provider.receive(10))
         await asyncio.sleep(0.2)  # let it reach the server's BLOCK (not a synchronisation)
         started = asyncio.get_running_loop().time()
@@ -181,9 +188,12 @@ async def test_nack_and_cancelled_receive_redeliver_with_counted_attempts(
         with pytest.raises(asyncio.CancelledError):
             await blocked
         assert asyncio.get_running_loop().time() - started < 2
+        lost = await collect(provider, 1)
+        assert [(m.key, m.attempts) for m in lost] == [(f"{stream}/{unseen[0]}", 2)]
         later = await publish(redis, stream, 1)
         assert [m.key for m in await collect(provider, 1)] == [f"{stream}/{later[0]}"]
-        await provider.ack([*first[:1], *again])
+        await provider.ack([*first[:1], *again, *lost])
+        assert (await provider.health()).pending == 2  # the sentinel and the later one
 
 
 async def test_a_dead_consumers_entries_are_reclaimed_after_min_idle(

@@ -238,7 +238,9 @@ class RedisStreamsProvider(StreamProvider):
                 del self._claim_cursor[stream]
             else:
                 self._claim_cursor[stream] = text(cursor)
-            fresh = [e for e in entries if text(e[0]) not in self._in_flight[stream]]
+            # Ours already (handed out, or a read's surplus): not twice.
+            held = self._in_flight[stream] | {m.token[1] for m in self._surplus}
+            fresh = [e for e in entries if text(e[0]) not in held]
             gone = [(e, None) for e in deleted or []]
             messages += await self._messages(stream, [*fresh, *gone], counted=False)
         if not self._claim_cursor:
