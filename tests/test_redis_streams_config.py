@@ -12,7 +12,9 @@ import pytest
 from pydantic import ValidationError
 from redis.exceptions import AuthenticationError, ConnectionError, ResponseError
 
+from triggers.providers import get_provider
 from triggers.providers.base import ProviderConfigError, ProviderTransientError
+from triggers.providers.redis_streams import RedisStreamsProvider
 from triggers.providers.redis_streams_config import (
     MAX_BLOCK_MS,
     MAX_COUNT,
@@ -131,3 +133,11 @@ def test_errors_are_classified_and_masked() -> None:
     assert isinstance(classify(unknown, where, None), ProviderConfigError)
     for transient in (ConnectionError("Connection reset by peer"), ResponseError("NOGROUP x")):
         assert isinstance(classify(transient, where, None), ProviderTransientError)
+
+
+def test_registered_with_url_as_destination() -> None:
+    info = get_provider("redis_streams")
+    assert info.source is RedisStreamsProvider
+    assert info.optional_secrets == frozenset({"password"})
+    cfg = RedisStreamsConfig(url=BASE["url"], streams=["a"])
+    assert info.destinations(cfg) == {"url": BASE["url"]}

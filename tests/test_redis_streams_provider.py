@@ -23,7 +23,6 @@ from redis.exceptions import RedisError
 from tests.conftest import eventually, need_service
 from tests.redis_server import RedisServer, redis_server_path
 from triggers.infra.net import BlockedAddress
-from triggers.providers import get_provider
 from triggers.providers.base import ProviderConfigError, ProviderTransientError, SourceContext
 from triggers.providers.redis_streams import RedisStreamsProvider
 from triggers.providers.redis_streams_config import RedisStreamsConfig
@@ -325,14 +324,6 @@ async def test_value_format_json_decodes_the_field(
     ) as provider:
         (message,) = await collect(provider, 1)
         assert provider.to_event(message).data == {"order": 42, "items": [1, 2]}
-
-
-async def test_registered_with_url_as_destination() -> None:
-    info = get_provider("redis_streams")
-    assert info.source is RedisStreamsProvider
-    assert info.optional_secrets == frozenset({"password"})
-    cfg = RedisStreamsConfig(url=LOCAL, streams=["a"])
-    assert info.destinations(cfg) == {"url": LOCAL}
 
 
 async def test_network_guard_and_unreachable_server() -> None:
