@@ -34,7 +34,7 @@ class JsonStream(StreamProvider):
     async def init(
         self, config: BaseModel, secrets: Mapping[str, str], context: SourceContext
     ) -> None:
-        self.configure(config)
+        self.configure(config, context)
 
     async def run(self, sink: EventSink) -> None:
         # Until the stream runtime runs stream providers, the source loop calls this: idle.

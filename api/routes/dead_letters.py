@@ -20,6 +20,7 @@ from triggers.infra import dead_letters, store
 from triggers.infra.admission import Admission, admit
 from triggers.infra.models import DeadLetter, Trigger
 from triggers.providers import find_provider
+from triggers.providers.base import SourceContext
 from triggers.providers.stream import Message, PoisonMessage, StreamProvider
 
 router = APIRouter(prefix="/api/triggers/{trigger_id}/dead-letters", tags=["dead letters"])
@@ -124,7 +125,12 @@ def _event_of(state: AppState, trigger: Trigger, row: DeadLetter) -> Event:
     loc = ("path", "dl_id")
     try:
         provider = source()
-        provider.configure(config)
+        provider.configure(
+            config,
+            SourceContext(
+                trigger_id=str(trigger.id), trigger_name=trigger.name, owner=str(trigger.user_id)
+            ),
+        )
         event = provider.to_event(message)
     except PoisonMessage as exc:
         reason = dead_letters.clean_reason(str(exc), secrets)

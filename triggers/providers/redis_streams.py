@@ -90,12 +90,13 @@ class RedisStreamsProvider(StreamProvider):
     optional_secrets = frozenset({PASSWORD})
     # The URL names the server the password is sent to.
     destination_fields = ("url",)
+    config: RedisStreamsConfig
 
     def configure(self, config: BaseModel, context: SourceContext) -> None:
-        """Keep the config, without I/O: all ``to_event`` needs (a dead letter's redrive
-        calls it on a provider configured so, never connected)."""
+        """Keep the config and what follows from it, without I/O: all ``to_event`` needs
+        (a dead letter's redrive calls it on a provider configured so, never connected)."""
         cfg = RedisStreamsConfig.model_validate(config.model_dump())
-        self.config = cfg
+        super().configure(cfg, context)
         self.address = cfg.address
         self.source = self.address.display
         self.group = cfg.group_name(context.trigger_id)

@@ -7,15 +7,15 @@ backpressure and the dead letters, so a provider cannot get them wrong::
         Config = MyConfig
         key_format = "<queue>/<message-id>"
 
-        async def init(self, config, secrets, context):        # connect, join the group
-            self.configure(config); ...
+        async def init(self, config, secrets, context): ...   # connect, join the group
         async def receive(self, max_messages): ...             # block until messages come
         def to_event(self, message): ...                       # pure: bytes -> Event
         async def ack(self, messages): ...                     # commit / XACK / delete
         async def shutdown(self): ...                          # leave the group, close
 
-The runtime calls ``init`` once, then loops: wait while backpressure says so, ``receive``
-(raced against the stop, so a blocked receive is cancelled within a second or two),
+The runtime calls ``configure`` (no I/O), then ``init`` once, then loops: wait while
+backpressure says so, ``receive`` (raced against the stop, so a blocked receive is
+cancelled within a second or two),
 ``to_event`` for each message, signal the events to the trigger workflow in batches, and
 ``ack`` each batch's messages right after the signal that carries them was persisted, in
 the order ``receive`` returned them. A message that cannot become an event (``to_event``
@@ -40,7 +40,7 @@ from typing import Any, ClassVar
 from pydantic import BaseModel
 
 from triggers.core.events import Event
-from triggers.providers.base import ProviderError, SourceProvider
+from triggers.providers.base import ProviderError, SourceContext, SourceProvider
 
 # Bytes of one message's value; larger ones are dead-lettered (the raw bytes kept up to
 # ``DEAD_LETTER_RAW_LIMIT``).
@@ -91,14 +91,17 @@ class StreamProvider(SourceProvider):
     # broker counts deliveries); a config field of this name overrides it.
     max_deliveries: ClassVar[int] = 5
 
-    # The validated config ``to_event`` reads; set by ``configure``.
+    # The validated config and the trigger's facts ``to_event`` reads; set by ``configure``.
     config: BaseModel
+    context: SourceContext
 
-    def configure(self, config: BaseModel) -> None:
-        """Keep the validated config, without connecting: all ``to_event`` may need. ``init``
-        calls it first; the API calls only this (on a new instance, never connected) to
-        redrive a dead letter under the trigger's current config."""
+    def configure(self, config: BaseModel, context: SourceContext) -> None:
+        """Keep the validated config, without I/O: all ``to_event`` may need. The runtime
+        calls it before ``init``; the API calls only this (on a new instance, never
+        connected) to redrive a dead letter under the trigger's current config. Override
+        to derive more from the config (call the base)."""
         self.config = config
+        self.context = context
 
     @abstractmethod
     async def receive(self, max_messages: int) -> Sequence[Message]:
