@@ -16,16 +16,17 @@ from triggers.infra.models import Trigger
 from triggers.providers import ProviderInfo, find_provider, get_provider
 from triggers.providers.cron import CronProvider
 from triggers.providers.http_poll import HttpPollProvider
+from triggers.providers.kafka import KafkaProvider
 from triggers.providers.sql_poll import SqlPollProvider
 
 
 def test_builtins_are_registered_in_one_place_and_declare_what_they_do() -> None:
     assert providers.BUILTINS == tuple(
-        f"triggers.providers.{n}" for n in ("webhook", "cron", "http_poll", "sql_poll")
+        f"triggers.providers.{n}" for n in ("webhook", "cron", "http_poll", "sql_poll", "kafka")
     )
     declared = {
         name: (info.runs_source, info.receives_webhooks, info.overlap_field, info.source)
-        for name in ("webhook", "cron", "http_poll", "sql_poll")
+        for name in ("webhook", "cron", "http_poll", "sql_poll", "kafka")
         for info in [get_provider(name)]
     }
     assert declared == {
@@ -33,6 +34,7 @@ def test_builtins_are_registered_in_one_place_and_declare_what_they_do() -> None
         "cron": (True, False, "overlap", CronProvider),
         "http_poll": (True, False, None, HttpPollProvider),
         "sql_poll": (True, False, None, SqlPollProvider),
+        "kafka": (True, False, None, KafkaProvider),
     }
     assert find_provider("no-such-provider") is None
 

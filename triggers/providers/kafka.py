@@ -10,7 +10,7 @@ were accepted (auto-commit is off).
   message handed out and not acked holds its partition's commit back, whatever order acks
   come in.
 - **Rebalance**: when the group takes partitions away, the revoke callback waits (at most
-  ``REVOKE_WAIT`` seconds) until the messages of those partitions that were handed out are
+  ``revoke_wait`` seconds) until the messages of those partitions that were handed out are
   acked and committed, and only then lets them go. What is still not acked then is
   redelivered to the partitions' new owner (same keys: deduplicated).
 - **Static membership** (``static_membership``, on by default): the consumer joins with
@@ -73,9 +73,7 @@ from triggers.providers.stream import (
 log = logging.getLogger(__name__)
 
 SASL_PASSWORD = "sasl_password"
-# Seconds: how long a revoke waits for the in-flight messages of its partitions; starting
-# the consumer; one commit; one poll of ``receive``.
-REVOKE_WAIT = 20.0
+# Seconds: starting the consumer; one commit; one poll of ``receive``.
 START_TIMEOUT = 60.0
 COMMIT_TIMEOUT = 15.0
 POLL_MS = 1000
@@ -108,6 +106,9 @@ class KafkaProvider(StreamProvider):
     # Seconds without any fetch answer, while owning partitions, before the connection
     # counts as lost (``receive`` raises ``ProviderTransientError``).
     disconnected_after: float = 30.0
+    # Seconds a revoke waits for the in-flight messages of its partitions to be acked.
+    revoke_wait: float = 20.0
+    _revoking = 0
 
     def configure(self, config: BaseModel) -> None:
         """Keep the validated config (all ``to_event`` reads), without connecting."""
@@ -142,8 +143,8 @@ class KafkaProvider(StreamProvider):
             max_poll_records=cfg.max_poll_records,
             session_timeout_ms=cfg.session_timeout * 1000,
             heartbeat_interval_ms=max(1000, cfg.session_timeout * 1000 // 5),
-            # The revoke callback may wait REVOKE_WAIT for in-flight acks before rejoining.
-            rebalance_timeout_ms=int((REVOKE_WAIT + 40) * 1000),
+            # The revoke callback may wait revoke_wait for in-flight acks before rejoining.
+            rebalance_timeout_ms=int((self.revoke_wait + 40) * 1000),
             max_partition_fetch_bytes=1024 * 1024,
             fetch_max_bytes=16 * 1024 * 1024,
         )
@@ -183,6 +184,13 @@ class KafkaProvider(StreamProvider):
             consumer, self._consumer = self._consumer, None
             try:
                 await asyncio.wait_for(consumer.stop(), COMMIT_TIMEOUT)
+            except asyncio.CancelledError:
+                # aiokafka's stop lets its own fetch task's cancellation escape when the
+                # broker is gone; only a cancellation of this task itself goes on.
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise
+                log.warning("kafka %s: stop interrupted (broker gone)", self._display)
             except Exception as exc:  # closing anyway; nothing acked is lost
                 log.warning("kafka %s: stop failed: %s", self._display, type(exc).__name__)
 
@@ -282,14 +290,18 @@ class KafkaProvider(StreamProvider):
 
     async def revoked(self, partitions: set[Any]) -> None:
         """The group takes ``partitions`` away: let their in-flight messages be acked (and
-        committed) first, for at most ``REVOKE_WAIT`` seconds."""
-        deadline = time.monotonic() + REVOKE_WAIT
-        while self._offsets.in_flight(partitions) and time.monotonic() < deadline:
-            self._changed.clear()
-            try:
-                await asyncio.wait_for(self._changed.wait(), deadline - time.monotonic())
-            except TimeoutError:
-                break
+        committed) first, for at most ``revoke_wait`` seconds."""
+        deadline = time.monotonic() + self.revoke_wait
+        self._revoking += 1
+        try:
+            while self._offsets.in_flight(partitions) and time.monotonic() < deadline:
+                self._changed.clear()
+                try:
+                    await asyncio.wait_for(self._changed.wait(), deadline - time.monotonic())
+                except TimeoutError:
+                    break
+        finally:
+            self._revoking -= 1
         left = self._offsets.in_flight(partitions)
         if left:
             log.warning(
@@ -297,7 +309,7 @@ class KafkaProvider(StreamProvider):
                 "their new owner redelivers them",
                 self._display,
                 left,
-                REVOKE_WAIT,
+                self.revoke_wait,
             )
         self._offsets.forget(partitions)
 
@@ -329,7 +341,7 @@ class KafkaProvider(StreamProvider):
         return StreamHealth(
             lag=lag if assigned else None,
             pending=self._offsets.in_flight(),
-            detail={"group": self._group, "partitions": partitions},
+            detail={"group": self._group, "partitions": partitions, "revoking": self._revoking},
         )
 
     def to_event(self, message: Message) -> Event:
