@@ -39,9 +39,13 @@ def tansu_binary() -> Path | None:
 class TansuBroker:
     """``tansu broker`` on 127.0.0.1 at a port outside the ephemeral range."""
 
-    def __init__(self, binary: Path, *, authentication: bool = False) -> None:
+    def __init__(
+        self, binary: Path, *, authentication: bool = False, advertised_host: str = "127.0.0.1"
+    ) -> None:
         self.binary = binary
         self.authentication = authentication
+        # The host the broker names in its metadata (clients connect there after bootstrap).
+        self.advertised_host = advertised_host
         self.port = 0
         self._proc: subprocess.Popen[bytes] | None = None
         self.log: Path | None = None
@@ -57,7 +61,9 @@ class TansuBroker:
             self.log = log_dir / f"tansu-{self.port}.log"
             url = f"tcp://127.0.0.1:{self.port}"
             args = [str(self.binary), "broker", "--listener-url", url]
-            args += ["--advertised-listener-url", url, "--storage-engine", "memory://tansu/"]
+            advertised = f"tcp://{self.advertised_host}:{self.port}"
+            args += ["--advertised-listener-url", advertised]
+            args += ["--storage-engine", "memory://tansu/"]
             if self.authentication:
                 args.append("--authentication")
             with self.log.open("wb") as out:
@@ -72,7 +78,8 @@ class TansuBroker:
 
     async def _ready(self) -> bool:
         """Poll until the broker answers a metadata request (or exits), within the deadline.
-        (With authentication on, an open port is all an anonymous client can see.)"""
+        (With authentication on, or a broker that advertises another host, an open port is
+        all a plain client can check.)"""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + _READY_TIMEOUT
         while loop.time() < deadline:
@@ -84,7 +91,7 @@ class TansuBroker:
         return False
 
     async def _answers(self) -> bool:
-        if self.authentication:
+        if self.authentication or self.advertised_host != "127.0.0.1":
             try:
                 _, writer = await asyncio.open_connection("127.0.0.1", self.port)
             except OSError:

