@@ -27,6 +27,7 @@ from triggers.providers import get_provider
 from triggers.providers.base import ProviderConfigError, ProviderTransientError, SourceContext
 from triggers.providers.kafka import KafkaProvider
 from triggers.providers.kafka_config import KafkaConfig
+from triggers.providers.kafka_offsets import Offsets
 from triggers.providers.stream import Message, PoisonMessage
 
 PASSWORD = "kafka-pw-Zq8-not-for-logs"
@@ -439,3 +440,25 @@ async def test_unreachable_broker_is_transient(tmp_path: Any) -> None:
     with pytest.raises(ProviderTransientError, match="cannot connect"):
         await provider.init(cfg, {"sasl_password": PASSWORD}, context())
     await provider.shutdown()
+
+
+def test_commit_point_passes_only_acked_offsets() -> None:
+    offsets: Offsets[str] = Offsets()
+    for o in (10, 11, 13, 14):  # 12 is a gap (compacted away): never handed out
+        offsets.handed_out("p", o)
+    offsets.acked("p", 11)
+    assert offsets.to_commit(["p"]) == {"p": 10}  # nothing passes the unacked 10
+    offsets.committed({"p": 10})
+    assert offsets.to_commit(["p"]) == {}
+    offsets.acked("p", 10)
+    offsets.acked("p", 13)
+    assert offsets.to_commit(["p"]) == {"p": 14}
+    offsets.rewind("p", 14)  # nacked: handed out again later
+    assert offsets.to_commit(["p"]) == {"p": 14} and offsets.in_flight() == 0
+    offsets.handed_out("p", 14)
+    offsets.acked("p", 14)
+    assert offsets.to_commit(["p"]) == {"p": 15}
+    assert offsets.to_commit([]) == {}  # a partition not owned is never committed
+    offsets.forget(["p"])
+    offsets.acked("p", 99)
+    assert offsets.to_commit(["p"]) == {} and offsets.last_commit("p") is None
