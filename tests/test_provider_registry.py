@@ -16,6 +16,7 @@ from triggers.infra.models import Trigger
 from triggers.providers import ProviderInfo, find_provider, get_provider
 from triggers.providers.cron import CronProvider
 from triggers.providers.http_poll import HttpPollProvider
+from triggers.providers.kafka import KafkaProvider
 from triggers.providers.redis_streams import RedisStreamsProvider
 from triggers.providers.sql_poll import SqlPollProvider
 
@@ -23,11 +24,11 @@ from triggers.providers.sql_poll import SqlPollProvider
 def test_builtins_are_registered_in_one_place_and_declare_what_they_do() -> None:
     assert providers.BUILTINS == tuple(
         f"triggers.providers.{n}"
-        for n in ("webhook", "cron", "http_poll", "sql_poll", "redis_streams")
+        for n in ("webhook", "cron", "http_poll", "sql_poll", "kafka", "redis_streams")
     )
     declared = {
         name: (info.runs_source, info.receives_webhooks, info.overlap_field, info.source)
-        for name in ("webhook", "cron", "http_poll", "sql_poll", "redis_streams")
+        for name in ("webhook", "cron", "http_poll", "sql_poll", "kafka", "redis_streams")
         for info in [get_provider(name)]
     }
     assert declared == {
@@ -35,6 +36,7 @@ def test_builtins_are_registered_in_one_place_and_declare_what_they_do() -> None
         "cron": (True, False, "overlap", CronProvider),
         "http_poll": (True, False, None, HttpPollProvider),
         "sql_poll": (True, False, None, SqlPollProvider),
+        "kafka": (True, False, None, KafkaProvider),
         "redis_streams": (True, False, None, RedisStreamsProvider),
     }
     assert find_provider("no-such-provider") is None

@@ -110,6 +110,7 @@ BUILTINS = (
     "triggers.providers.cron",
     "triggers.providers.http_poll",
     "triggers.providers.sql_poll",
+    "triggers.providers.kafka",
     "triggers.providers.redis_streams",
 )
 
