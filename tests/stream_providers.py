@@ -60,7 +60,7 @@ class JsonStream(StreamProvider):
             id=message.key,
             key=message.key,
             source="test-json-stream",
-            type="test.message",
+            type=str(message.meta.get("type", "test.message")),
             time=when.isoformat(),
             data=data,
             headers=dict(message.headers),

@@ -4,9 +4,11 @@ counted), rows gone with their trigger."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -119,6 +121,29 @@ async def test_every_field_is_bounded_where_it_enters(db: Db, times: int) -> Non
     assert row.raw == raw[:DEAD_LETTER_RAW_LIMIT] and row.raw_size == len(raw)
     assert row.raw_truncated is (times > 1)
     assert row.attempts == dead_letters.MAX_ATTEMPTS
+
+
+@pytest.mark.parametrize("times", [1, 10])
+async def test_meta_is_kept_bounded(db: Db, times: int) -> None:
+    """A message's broker facts, at the bound and at ten times it: JSON scalars kept as
+    they are, anything else as text, at most MAX_META_ENTRIES and MAX_META_BYTES."""
+    meta: dict[str, Any] = {"partition": 3, "ok": True, "none": None, "obj": object()}
+    meta |= {f"m{i}": "v" * (100 * times) for i in range(dead_letters.MAX_META_ENTRIES * times)}
+    await dead_letters.record(
+        db.sessions,
+        trigger_id=str(db.trigger_id),
+        key="meta/1",
+        reason="r",
+        headers={},
+        raw=b"x",
+        attempts=1,
+        meta=meta,
+    )
+    (row,) = await _rows(db, db.trigger_id)
+    assert row.meta["partition"] == 3 and row.meta["ok"] is True and row.meta["none"] is None
+    assert isinstance(row.meta["obj"], str)
+    assert len(row.meta) <= dead_letters.MAX_META_ENTRIES
+    assert len(json.dumps(row.meta).encode()) <= dead_letters.MAX_META_BYTES
 
 
 @pytest.mark.parametrize("times", [1, 10])

@@ -44,6 +44,8 @@ async def _record(s: Stack, tid: str, key: str, raw: bytes = b"{", **given: Any)
         headers=given.get("headers", {"content-type": "application/json"}),
         raw=raw,
         attempts=given.get("attempts", 1),
+        meta=given.get("meta"),
+        time=given.get("time"),
     )
 
 
@@ -143,7 +145,14 @@ async def test_redrive_starts_exactly_one_run(stack: Stack) -> None:
     s = stack
     tid = await _stream_trigger(s)
     # Delivered too often, say: the value itself is fine.
-    await _record(s, tid, "orders/0/7", raw=json.dumps({"order": 7}).encode(), attempts=6)
+    await _record(
+        s,
+        tid,
+        "orders/0/7",
+        raw=json.dumps({"order": 7}).encode(),
+        attempts=6,
+        meta={"type": "order.placed"},
+    )
     dl = await _dead_letter_id(s, tid, "orders/0/7")
     url = f"{API}/{tid}/dead-letters/{dl}/redrive"
 
@@ -162,6 +171,8 @@ async def test_redrive_starts_exactly_one_run(stack: Stack) -> None:
     assert await eventually(started) == [run_id]
     result = await s.client.get_workflow_handle(run_id).result()
     assert result["event_key"] == "orders/0/7"
+    # The message's broker facts were kept: the redriven event is the one it would have made.
+    assert result["event_type"] == "order.placed"
 
     again = await s.http.post(url, headers=s.alice)
     assert again.status_code == 200, again.text

@@ -120,7 +120,12 @@ def _event_of(state: AppState, trigger: Trigger, row: DeadLetter) -> Event:
         raise _conflict("the trigger's stored config no longer validates; update it") from None
     secrets = state.secret_box.decrypt(trigger.secrets_encrypted).values()
     message = Message(
-        key=row.key, value=row.raw, headers=dead_letters.headers_of(row), attempts=row.attempts
+        key=row.key,
+        value=row.raw,
+        headers=dead_letters.headers_of(row),
+        attempts=row.attempts,
+        meta=dict(row.meta or {}),
+        time=dead_letters.utc(row.message_time) if row.message_time else None,
     )
     loc = ("path", "dl_id")
     try:

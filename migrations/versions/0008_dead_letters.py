@@ -32,6 +32,8 @@ def upgrade() -> None:
         sa.Column("raw", sa.LargeBinary(), nullable=False),
         sa.Column("raw_size", sa.BigInteger(), nullable=False),
         sa.Column("raw_truncated", sa.Boolean(), nullable=False),
+        sa.Column("meta", JSONType, nullable=False),
+        sa.Column("message_time", sa.DateTime(timezone=True), nullable=True),
         sa.Column("first_seen", sa.DateTime(timezone=True), nullable=False),
         sa.Column("last_seen", sa.DateTime(timezone=True), nullable=False),
         sa.Column("attempts", sa.Integer(), nullable=False),

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import logging
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
@@ -40,6 +41,9 @@ MAX_PER_TRIGGER = 10_000
 MAX_REASON_CHARS = 500
 # Attempts are counted up to this (the column is a 32-bit integer).
 MAX_ATTEMPTS = 1_000_000_000
+# A message's broker facts kept (bytes of their JSON); beyond, the later ones are left out.
+MAX_META_ENTRIES = 32
+MAX_META_BYTES = 4096
 # A list cursor is a few dozen characters; anything longer is not one of ours.
 MAX_CURSOR_CHARS = 200
 
@@ -55,13 +59,18 @@ async def record(
     headers: dict[str, str],
     raw: bytes,
     attempts: int,
+    meta: Mapping[str, Any] | None = None,
+    time: datetime | None = None,
 ) -> None:
     """Keep a message that could not become an event, durably (committed on return).
 
     ``key`` is the message's source position (its event key), ``raw`` its whole value
     (only the first ``DEAD_LETTER_RAW_LIMIT`` bytes are kept), ``attempts`` its deliveries
-    so far. The same key again updates the row: ``attempts`` becomes at least one more
-    than before. A trigger deleted meanwhile has nothing to keep: nothing is written."""
+    so far; ``meta`` and ``time`` the message's broker facts and produce time, kept so a
+    redrive builds the same event (``meta`` bounded to ``MAX_META_BYTES`` of JSON, values
+    that are not JSON kept as text). The same key again updates the row: ``attempts``
+    becomes at least one more than before. A trigger deleted meanwhile has nothing to
+    keep: nothing is written."""
     tid = uuid.UUID(trigger_id)
     now = utcnow()
     values: dict[str, Any] = {
@@ -71,6 +80,8 @@ async def record(
         "reason": clean_reason(reason),
         "headers": bound_headers({_text(str(k)): _text(str(v)) for k, v in headers.items()}),
         "raw": bytes(raw[:DEAD_LETTER_RAW_LIMIT]),
+        "meta": bound_meta(meta or {}),
+        "message_time": time,
         "raw_size": len(raw),
         "raw_truncated": len(raw) > DEAD_LETTER_RAW_LIMIT,
         "first_seen": now,
@@ -92,6 +103,25 @@ async def record(
             if await session.get(Trigger, tid) is not None:
                 raise
             log.info("dead letter for deleted trigger %s not kept", tid)
+
+
+def bound_meta(meta: Mapping[str, Any]) -> dict[str, Any]:
+    """A message's ``meta`` as it is stored: JSON scalars as they are (text cut like a
+    header value), anything else as its text, at most ``MAX_META_ENTRIES`` entries and
+    ``MAX_META_BYTES`` bytes of JSON, in the order given."""
+    out: dict[str, Any] = {}
+    total = 2
+    for name, value in list(meta.items())[:MAX_META_ENTRIES]:
+        if not (value is None or isinstance(value, bool | int | float)):
+            value = _text(str(value))[:1024]
+        if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 2**53:
+            value = str(value)
+        name = _text(str(name))[:128]
+        total += len(json.dumps({name: value}).encode())
+        if total > MAX_META_BYTES:
+            break
+        out[name] = value
+    return out
 
 
 def clean_reason(reason: str, secrets: Iterable[str] = ()) -> str:
@@ -136,7 +166,13 @@ def _upsert(dialect: str, values: dict[str, Any]) -> Any:
     )
     return stmt.on_conflict_do_update(
         index_elements=["trigger_id", "key"],
-        set_={"last_seen": new.last_seen, "reason": new.reason, "attempts": attempts},
+        set_={
+            "last_seen": new.last_seen,
+            "reason": new.reason,
+            "attempts": attempts,
+            "meta": new.meta,
+            "message_time": new.message_time,
+        },
     )
 
 

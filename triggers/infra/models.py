@@ -200,6 +200,10 @@ class DeadLetter(SQLModel, table=True):
     raw: bytes = Field(sa_type=sa.LargeBinary, nullable=False)
     raw_size: int = Field(sa_type=sa.BigInteger, nullable=False)
     raw_truncated: bool = Field(nullable=False)
+    # The message's broker facts (``Message.meta``, bounded) and produce time: a redrive
+    # builds the same event the message would have made.
+    meta: dict[str, Any] = Field(default_factory=dict, sa_type=JSONType, nullable=False)
+    message_time: datetime | None = Field(default=None, sa_type=sa.DateTime(timezone=True))
     first_seen: datetime = Field(sa_type=sa.DateTime(timezone=True), nullable=False)
     last_seen: datetime = Field(sa_type=sa.DateTime(timezone=True), nullable=False)
     attempts: int = Field(nullable=False)

@@ -114,8 +114,9 @@ class StreamProvider(SourceProvider):
     def to_event(self, message: Message) -> Event:
         """The event of one message; pure and synchronous (the API calls it too, to redrive
         a dead letter under the current config, after ``configure`` only: read nothing
-        but ``self.config`` and the message; ``meta`` and ``time`` are not kept with a dead
-        letter). Raise ``PoisonMessage`` if it cannot be."""
+        but ``self.config``, ``self.context`` and the message; a dead letter keeps the
+        message's ``meta`` as JSON, so keep it to JSON scalars). Raise ``PoisonMessage``
+        if it cannot be."""
 
     @abstractmethod
     async def ack(self, messages: Sequence[Message]) -> None:
