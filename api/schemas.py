@@ -286,6 +286,15 @@ class TriggerRuntime(BaseModel):
         description="When the trigger workflow last began after an accidental close "
         "(terminated, failed, timed out): how it closed and what was resumed.",
     )
+    stream: dict[str, Any] | None = Field(
+        default=None,
+        description="A push stream's health: state (connecting, connected, paused, "
+        "reconnecting, stopped), paused_by_backpressure, last_event_at, reconnects, lag, "
+        "pending (where the broker tells) and dead_letters.",
+    )
+    held: int = Field(
+        default=0, description="Stream events received before a disable: started on enable."
+    )
 
 
 class ShareIn(BaseModel):

@@ -23,6 +23,39 @@ class EventBatch:
     config_version: int | None = None
     # A source's next fire / poll time, when it knows it (ISO 8601).
     next_at: str | None = None
+    # Set by a stream source (its health rides along). Its runtime acks upstream once this
+    # signal is persisted, so the workflow never drops such a batch: of an older config
+    # it is accepted with its verdicts, after a disable it is held (see workflows/streams.py).
+    stream: StreamReport | None = None
+
+
+@dataclass
+class StreamReport:
+    """What a stream source's runtime tells its workflow, on every signal it sends."""
+
+    state: str = "connected"  # connected | paused
+    lag: int | None = None
+    pending: int | None = None
+    # Messages dead-lettered since the previous report (the workflow sums them).
+    dead_lettered: int = 0
+    last_event_at: str | None = None
+
+
+@dataclass
+class StreamStatus:
+    """A stream source's health as the trigger workflow knows it (status and state)."""
+
+    # connecting | connected | paused | reconnecting | stopped
+    state: str = "connecting"
+    paused_by_backpressure: bool = False
+    last_event_at: str | None = None
+    # Connections opened after the first one (errors, config changes, continue-as-new).
+    reconnects: int = 0
+    connections: int = 0
+    # Where the broker can tell (Kafka end minus committed offsets; Redis pending).
+    lag: int | None = None
+    pending: int | None = None
+    dead_letters: int = 0
 
 
 @dataclass
@@ -61,6 +94,8 @@ class TriggerSpec:
     overlap: str = "allow"
     # CEL over ``event`` and ``trigger``; only events for which it is true start a run.
     condition: str | None = None
+    # The source is a push stream (``StreamProvider``): its activity lives until cancelled.
+    stream: bool = False
 
 
 @dataclass
@@ -203,6 +238,10 @@ class TriggerState:
     # chunks (oldest first), and how many events they hold.
     spilled_refs: list[str] = field(default_factory=list)
     spilled: int = 0
+    # A stream source's health; and the events its last signals brought after a disable
+    # (acked upstream already: started when the trigger is enabled again).
+    stream: StreamStatus | None = None
+    held: list[Event] = field(default_factory=list)
 
 
 @dataclass
@@ -241,3 +280,6 @@ class TriggerStatus:
     start_failures: list[StartFailure] = field(default_factory=list)
     stale_dropped: int = 0
     last_recovery: Recovery | None = None
+    stream: StreamStatus | None = None
+    # Stream events held while the trigger is disabled (not in ``pending``).
+    held: int = 0
