@@ -74,6 +74,8 @@ HEALTH_TIMEOUT = 2.0
 # A changed lag / pending is reported without events at most this often (seconds).
 REPORT_EVERY = 30.0
 SIGNAL_TIMEOUT = timedelta(seconds=10)
+# A status query waits for a workflow worker: while none runs, it fails after this.
+QUERY_TIMEOUT = timedelta(seconds=3)
 # How long a stop waits for the delivery in progress before it is cut short (then its
 # messages are simply redelivered: at least once, and the run id deduplicates).
 STOP_GRACE = 30.0
@@ -252,7 +254,7 @@ class StreamRuntime:
         self._queried_at = time.monotonic()
         try:
             st = await self._handle.query(
-                STATUS_QUERY, result_type=TriggerStatus, rpc_timeout=SIGNAL_TIMEOUT
+                STATUS_QUERY, result_type=TriggerStatus, rpc_timeout=QUERY_TIMEOUT
             )
         except Exception as exc:  # unknown: keep the estimate (a down Temporal fails signals)
             log.info("stream %s: backlog unknown: %s", self._trigger_id, describe(exc))

@@ -46,6 +46,8 @@ def status_of(state: TriggerState) -> StreamStatus:
 def report(state: TriggerState, rep: StreamReport) -> None:
     """Fold a stream runtime's report (it rides on every signal it sends) into the state."""
     st = status_of(state)
+    if rep.state == "paused" and not st.paused_by_backpressure:
+        st.pauses += 1
     st.state = rep.state
     st.paused_by_backpressure = rep.state == "paused"
     st.lag, st.pending = rep.lag, rep.pending

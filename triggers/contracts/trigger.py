@@ -48,6 +48,8 @@ class StreamStatus:
     # connecting | connected | paused | reconnecting | stopped
     state: str = "connecting"
     paused_by_backpressure: bool = False
+    # Times it paused because this workflow's backlog was over the mark.
+    pauses: int = 0
     last_event_at: str | None = None
     # Connections opened after the first one (errors, config changes, continue-as-new).
     reconnects: int = 0
