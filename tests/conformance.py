@@ -301,8 +301,8 @@ class SourceConformance:
         assert r.status_code == 200, r.text
         await eventually(lambda: _true(probe(tid).inits > inits), timeout=self.timeout)
         await self.produce(2)
-        keys = await self.wait_runs(rig, tid, 5)
-        assert len(keys) == 5
+        await self.wait_runs(rig, tid, 5)
+        # Nothing was produced twice (a schedule goes on producing: at least 5 ran).
         st = await status_of(s, tid)
         assert st["duplicates"] == 0, st
 
@@ -375,8 +375,14 @@ class StreamConformance(SourceConformance):
 
         await self._mid_stream(rig, tid, 300, change)
         await self.settled(rig, tid, 300)
-        st = await status_of(s, tid)
-        assert st["stale_dropped"] == 0 and st["stream"]["reconnects"] >= 1, st
+
+        async def restarted() -> dict[str, Any] | None:
+            # The cancel reaches the old source with a heartbeat: it may finish first.
+            st = await status_of(s, tid)
+            return st if st["stream"]["reconnects"] >= 1 else None
+
+        st = await eventually(restarted, timeout=self.timeout)
+        assert st["stale_dropped"] == 0, st
 
     async def test_ack_after_accept_on_worker_stop(self, rig: Rig) -> None:
         tid = await self.create(rig, max_in_flight=20)
