@@ -23,6 +23,9 @@ from temporalio import activity
 from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 
+from activities import signalling
+from activities.signalling import describe
+from activities.stream import Limits, StreamRuntime, run_stream
 from triggers.contracts.names import (
     EVENTS_SIGNAL,
     PROVIDER_CONFIG_ERROR,
@@ -40,17 +43,13 @@ from triggers.providers import UnknownProvider, get_provider
 from triggers.providers.base import (
     Cursor,
     ProviderConfigError,
-    ProviderTransientError,
     SourceContext,
     SourceProvider,
     SourceStop,
 )
+from triggers.providers.stream import StreamProvider
 
 log = logging.getLogger("triggers.source")
-
-# Events per signal, and their approximate bytes: Temporal payloads stay small.
-MAX_BATCH_EVENTS = 100
-MAX_BATCH_BYTES = 512 * 1024
 
 
 class _Park(SourceStop):
@@ -152,7 +151,7 @@ class ActivitySink:
         await self._client.get_workflow_handle(self._workflow_id).signal(EVENTS_SIGNAL, batch)
 
     async def emit(self, events: Sequence[Event], *, cursor: Cursor = None) -> None:
-        batches = _batches(await self._admit(list(events)))
+        batches = signalling.batches(await self._admit(list(events)), signal_size)
         for i, batch in enumerate(batches):
             # The cursor rides on the last batch only: it must not move past events that
             # a later, failed signal would have carried.
@@ -197,19 +196,6 @@ class ActivitySink:
         return datetime.now(UTC)
 
 
-def _batches(events: list[Event]) -> list[list[Event]]:
-    out: list[list[Event]] = []
-    size = 0
-    for event in events:
-        approx = signal_size(event)
-        if not out or len(out[-1]) >= MAX_BATCH_EVENTS or size + approx > MAX_BATCH_BYTES:
-            out.append([])
-            size = 0
-        out[-1].append(event)
-        size += approx
-    return out
-
-
 class SourceActivities:
     """Activities with the clients they need, built once by the worker."""
 
@@ -251,7 +237,7 @@ class SourceActivities:
                 raise ProviderConfigError(f"provider {trigger.provider!r} has no source loop")
             config = provider_info.config_model.model_validate(trigger.config)
         except (UnknownProvider, ValidationError, ProviderConfigError) as exc:
-            await self._fail(inp.trigger_id, _describe(exc))
+            await self._fail(inp.trigger_id, describe(exc))
         secrets = self._box.decrypt(trigger.secrets_encrypted) if self._box else {}
         # Every log line of this process masks these while the loop holds them.
         with redaction.hold(secrets.values()):
@@ -267,7 +253,7 @@ class SourceActivities:
         allowlist: tuple[str, ...],
     ) -> SourceResult:
         """The provider's life (init, run, shutdown) and how it ended, as a result or an
-        error for the workflow."""
+        error for the workflow. Push streams are run by the stream runtime."""
         context = SourceContext(
             trigger_id=inp.trigger_id,
             trigger_name=trigger.name,
@@ -275,6 +261,66 @@ class SourceActivities:
             network_allowlist=allowlist,
         )
         admission = Admission.of(trigger)
+        provider = source()
+        try:
+            if isinstance(provider, StreamProvider):
+
+                async def start() -> None:
+                    assert isinstance(provider, StreamProvider)
+                    provider.configure(config, context)  # the SDK's no-I/O step, first
+                    await provider.init(config, secrets, context)
+
+                runtime = StreamRuntime(
+                    self._client,
+                    self._sessions,
+                    provider,
+                    trigger_id=inp.trigger_id,
+                    config_version=inp.config_version,
+                    admission=admission,
+                    limits=Limits.of(provider, config),
+                    secrets=secrets,
+                )
+                return await run_stream(
+                    runtime,
+                    init=start,
+                    connected=lambda: self._set_status(inp.trigger_id, TriggerStatus.ACTIVE, None),
+                    heartbeat_every=self._heartbeat_every,
+                )
+            return await self._pull(inp, provider, admission, config, secrets, context)
+        except ProviderConfigError as exc:
+            await self._fail(inp.trigger_id, describe(exc, secrets))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            # Anything else may pass: the server retries with capped backoff; shown as degraded.
+            message = describe(exc, secrets)
+            log.warning("source %s: %s", inp.trigger_id, message)
+            await self._set_status(inp.trigger_id, TriggerStatus.DEGRADED, message)
+            # The workflow retries with backoff; a source's own Retry-After comes first.
+            retry_after = getattr(exc, "retry_after", None)
+            raise ApplicationError(
+                message,
+                type=PROVIDER_TRANSIENT_ERROR,
+                next_retry_delay=timedelta(seconds=retry_after) if retry_after else None,
+            ) from None
+        finally:
+            try:
+                await provider.shutdown()
+            except Exception as exc:  # a failing shutdown must not hide the real outcome
+                log.warning(
+                    "source %s: shutdown failed: %s", inp.trigger_id, describe(exc, secrets)
+                )
+
+    async def _pull(
+        self,
+        inp: SourceInput,
+        provider: SourceProvider,
+        admission: Admission,
+        config: BaseModel,
+        secrets: dict[str, str],
+        context: SourceContext,
+    ) -> SourceResult:
+        """A pull provider's run, through the ``ActivitySink``."""
 
         async def admit_events(events: list[Event]) -> list[Event]:
             return await admit(admission, events, sessions=self._sessions)
@@ -288,7 +334,6 @@ class SourceActivities:
             config_version=inp.config_version,
             admit=admit_events,
         )
-        provider = source()
         beat = asyncio.create_task(self._beat(sink))
         finished = stopping = False
         resume_at: datetime | None = None
@@ -310,30 +355,8 @@ class SourceActivities:
                 resume_at = park.resume_at
             except SourceStop:
                 pass
-        except ProviderConfigError as exc:
-            await self._fail(inp.trigger_id, _describe(exc, secrets))
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            # Anything else may pass: the server retries with capped backoff; shown as degraded.
-            message = _describe(exc, secrets)
-            log.warning("source %s: %s", inp.trigger_id, message)
-            await self._set_status(inp.trigger_id, TriggerStatus.DEGRADED, message)
-            # The workflow retries with backoff; a source's own Retry-After comes first.
-            retry_after = getattr(exc, "retry_after", None)
-            raise ApplicationError(
-                message,
-                type=PROVIDER_TRANSIENT_ERROR,
-                next_retry_delay=timedelta(seconds=retry_after) if retry_after else None,
-            ) from None
         finally:
             beat.cancel()
-            try:
-                await provider.shutdown()
-            except Exception as exc:  # a failing shutdown must not hide the real outcome
-                log.warning(
-                    "source %s: shutdown failed: %s", inp.trigger_id, _describe(exc, secrets)
-                )
         return SourceResult(
             # Stopped mid-way, the sink's copy may lag the last signal's: the workflow's own
             # cursor (every signal carries one) is the one to resume from.
@@ -365,17 +388,3 @@ async def network_allowlist(session: AsyncSession, trigger: Trigger) -> tuple[st
         return ()
     principal = await session.get(User, trigger.network_principal_id)
     return tuple(principal.network_allowlist) if principal else ()
-
-
-def _describe(exc: BaseException, secrets: dict[str, str] | None = None) -> str:
-    """A message for users and logs: never a secret, even one a library echoed."""
-    if isinstance(exc, ValidationError):
-        first = exc.errors(include_input=False)[0]
-        where = ".".join(str(p) for p in first["loc"])
-        return f"invalid config: {where}: {first['msg']}"
-    if isinstance(exc, UnknownProvider):
-        return f"unknown provider {exc.args[0]!r}"
-    text = str(exc) or type(exc).__name__
-    if not isinstance(exc, ProviderConfigError | ProviderTransientError):
-        text = f"{type(exc).__name__}: {text}"
-    return redaction.redact(text, (secrets or {}).values())[:500]

@@ -109,6 +109,7 @@ def spec_of(trigger: Trigger) -> TriggerSpec:
         enabled=trigger.enabled,
         # What the provider declares; a provider no longer installed runs no source.
         source=info is not None and info.runs_source,
+        stream=info is not None and info.stream,
         overlap=info.overlap_policy(trigger.config) if info is not None else "allow",
         condition=(trigger.condition or {}).get("expression"),
     )

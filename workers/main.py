@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
@@ -38,7 +38,11 @@ class TriggersWorker(Worker):
 
 
 def build_worker(
-    client: Client, settings: Settings, *, task_queue: str | None = None
+    client: Client,
+    settings: Settings,
+    *,
+    task_queue: str | None = None,
+    part: Literal["all", "workflows", "activities"] = "all",
 ) -> TriggersWorker:
     """A worker for the triggers task queue.
 
@@ -49,6 +53,9 @@ def build_worker(
     At shutdown, source loops return at once (their workflow starts the next attempt on a
     worker that runs); other activities get ``worker_shutdown_grace_seconds`` to finish
     before they are cancelled and retried elsewhere.
+
+    ``part``: everything, or only the workflows, or only the activities (two workers that
+    split one queue, e.g. to keep sources running while workflows cannot).
     """
     keys = settings.secret_keys.get_secret_value()
     engine = make_engine(settings.resolved_database_url)
@@ -58,21 +65,22 @@ def build_worker(
     recovery = RecoveryActivities(client)
     payloads = PayloadActivities(sessions)
     graphs = GraphPlanActivities()
+    activities: list[Any] = [
+        sources.run_source,
+        http.http_request,
+        graphs.plan_graph,
+        recovery.recover_trigger,
+        recovery.wait_run,
+        payloads.load_payload,
+        payloads.spill_events,
+        payloads.unspill_events,
+    ]
     return TriggersWorker(
         client,
         engine=engine,
         task_queue=task_queue or settings.task_queue,
-        workflows=[TriggerWorkflow, RunWorkflow],
-        activities=[
-            sources.run_source,
-            http.http_request,
-            graphs.plan_graph,
-            recovery.recover_trigger,
-            recovery.wait_run,
-            payloads.load_payload,
-            payloads.spill_events,
-            payloads.unspill_events,
-        ],
+        workflows=[] if part == "activities" else [TriggerWorkflow, RunWorkflow],
+        activities=[] if part == "workflows" else activities,
         max_concurrent_activities=settings.worker_max_concurrent_activities,
         max_concurrent_workflow_tasks=settings.worker_max_concurrent_workflow_tasks,
         max_concurrent_workflow_task_polls=settings.worker_workflow_task_pollers,

@@ -15,6 +15,7 @@ from temporalio.workflow import ActivityCancellationType, ActivityHandle
 with workflow.unsafe.imports_passed_through():
     from triggers.contracts.names import PROVIDER_CONFIG_ERROR, RUN_SOURCE_ACTIVITY
     from triggers.contracts.source import SourceInput, SourceResult
+    from workflows import streams
 
 if TYPE_CHECKING:
     from workflows.trigger import TriggerWorkflow
@@ -91,6 +92,12 @@ class SourceLoop:
             # That failure belonged to an older config.
             state.status, state.last_error = "active", None
         self.running = True
+        start_to_close = SOURCE_LIFETIME + timedelta(minutes=2)
+        stream = self._wf.spec.stream and workflow.patched(streams.LONG_LIVED_PATCH)
+        if stream:
+            # A push stream keeps its connection until cancelled, not for a lifetime.
+            start_to_close = timedelta(days=streams.STREAM_START_TO_CLOSE_DAYS)
+            streams.connecting(state)
         self._handle = workflow.start_activity(
             RUN_SOURCE_ACTIVITY,
             SourceInput(
@@ -102,7 +109,7 @@ class SourceLoop:
                 recovering=state.status == "degraded",
             ),
             result_type=SourceResult,
-            start_to_close_timeout=SOURCE_LIFETIME + timedelta(minutes=2),
+            start_to_close_timeout=start_to_close,
             # Always set a heartbeat timeout on a long-running activity: it is how a dead
             # worker is noticed and how cancellation reaches the activity.
             heartbeat_timeout=SOURCE_HEARTBEAT_TIMEOUT,
@@ -116,6 +123,10 @@ class SourceLoop:
             result = await self._handle
         except ActivityError as err:
             cause = err.cause
+            if stream:
+                streams.set_state(
+                    state, "stopped" if isinstance(cause, CancelledError) else "reconnecting"
+                )
             if isinstance(cause, CancelledError):
                 return
             if (
@@ -136,6 +147,8 @@ class SourceLoop:
         finally:
             self._handle = None
             self.running = False
+        if stream:
+            streams.set_state(state, "stopped")
         if version != self._wf.spec.config_version or not self._wf.spec.enabled:
             return  # a result of an older config: its cursor was not accepted either
         if result.cursor is not None:

@@ -17,9 +17,7 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import (
-    RetryPolicy,
-)
+from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
     # Passed through: the CEL parser touches the file system when it is first imported.
@@ -50,7 +48,7 @@ with workflow.unsafe.imports_passed_through():
         WaitRunInput,
     )
     from triggers.core.events import Event
-    from workflows import backlog, intake
+    from workflows import backlog, intake, streams
     from workflows.run_starts import RunStarts
     from workflows.source_loop import SourceLoop
 
@@ -192,6 +190,7 @@ class TriggerWorkflow(RunStarts):
         )
 
     def _start_source(self) -> None:
+        self._accept(streams.release_held(self))
         if self._spec.source and self._spec.enabled and not self._source.alive:
             self._source.alive = True
             self._spawn(self._source.run())
@@ -254,23 +253,24 @@ class TriggerWorkflow(RunStarts):
         if self._early is not None:
             self._early.append(batch)
             return
-        if batch.config_version is not None and (
-            not self._spec.enabled or batch.config_version != self._spec.config_version
-        ):
-            # A source of an older config, or of a disabled trigger: nothing is accepted
-            # and its cursor stays where it was, so the next source resumes before these.
-            self._state.stale_dropped += len(batch.events)
+        # A source's batch of an older config, or of a disabled trigger, is refused (a
+        # stream's, acked upstream already, is accepted or held instead: see streams.py).
+        if streams.refused(self, batch):
             return
-        if batch.source_ok:
+        if batch.source_ok or batch.stream is not None:
+            # The source runs fine (a stream's every signal says so): no longer degraded.
             self._source.recovered()
-        if batch.events:
-            self._state.events_received += len(batch.events)
-            self._state.last_event_time = workflow.now().isoformat()
         if batch.cursor is not None:
             self._state.cursor = batch.cursor
         if batch.next_at is not None:
             self._state.next_at = batch.next_at
-        for event in batch.events:
+        self._accept(batch.events)
+
+    def _accept(self, events: list[Event]) -> None:
+        if events:
+            self._state.events_received += len(events)
+            self._state.last_event_time = workflow.now().isoformat()
+        for event in events:
             if event.key in self._recent:
                 self._state.duplicates += 1
                 continue
@@ -331,6 +331,8 @@ class TriggerWorkflow(RunStarts):
             start_failures=list(s.start_failures),
             stale_dropped=s.stale_dropped,
             last_recovery=s.recoveries[-1] if s.recoveries else None,
+            stream=replace(s.stream) if s.stream else None,
+            held=len(s.held),
         )
 
     @workflow.query(name=SNAPSHOT_QUERY)

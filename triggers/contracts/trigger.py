@@ -25,6 +25,41 @@ class EventBatch:
     next_at: str | None = None
     # The source started fine after an error: the trigger is active again.
     source_ok: bool = False
+    # Set by a stream source (its health rides along). Its runtime acks upstream once this
+    # signal is persisted, so the workflow never drops such a batch: of an older config
+    # it is accepted with its verdicts, after a disable it is held (see workflows/streams.py).
+    stream: StreamReport | None = None
+
+
+@dataclass
+class StreamReport:
+    """What a stream source's runtime tells its workflow, on every signal it sends."""
+
+    state: str = "connected"  # connected | paused
+    lag: int | None = None
+    pending: int | None = None
+    # Messages dead-lettered since the previous report (the workflow sums them).
+    dead_lettered: int = 0
+    last_event_at: str | None = None
+
+
+@dataclass
+class StreamStatus:
+    """A stream source's health as the trigger workflow knows it (status and state)."""
+
+    # connecting | connected | paused | reconnecting | stopped
+    state: str = "connecting"
+    paused_by_backpressure: bool = False
+    # Times it paused because this workflow's backlog was over the mark.
+    pauses: int = 0
+    last_event_at: str | None = None
+    # Connections opened after the first one (errors, config changes, continue-as-new).
+    reconnects: int = 0
+    connections: int = 0
+    # Where the broker can tell (Kafka end minus committed offsets; Redis pending).
+    lag: int | None = None
+    pending: int | None = None
+    dead_letters: int = 0
 
 
 @dataclass
@@ -63,6 +98,8 @@ class TriggerSpec:
     overlap: str = "allow"
     # CEL over ``event`` and ``trigger``; only events for which it is true start a run.
     condition: str | None = None
+    # The source is a push stream (``StreamProvider``): its activity lives until cancelled.
+    stream: bool = False
 
 
 @dataclass
@@ -194,6 +231,10 @@ class TriggerState:
     # chunks (oldest first), and how many events they hold.
     spilled_refs: list[str] = field(default_factory=list)
     spilled: int = 0
+    # A stream source's health; and the events its last signals brought after a disable
+    # (acked upstream already: started when the trigger is enabled again).
+    stream: StreamStatus | None = None
+    held: list[Event] = field(default_factory=list)
 
 
 @dataclass
@@ -218,7 +259,11 @@ class TriggerStatus:
     accepted). ``last_recovery``: when the workflow last began after an accidental close
     (terminated, failed, timed out), how it closed and what it resumed from.
     ``history_length`` / ``history_size``: events and bytes of the current run's history.
-    ``running`` is false when no trigger workflow runs (then only the row's facts are set).
+    ``stream``: a push stream's health (state connecting / connected / paused /
+    reconnecting / stopped, ``paused_by_backpressure``, last event time, reconnects, lag and
+    pending where the broker tells, dead letters); ``held``: stream events received after a
+    disable, started on enable. ``running`` is false when no trigger workflow runs (then
+    only the row's facts are set).
     """
 
     trigger_id: str
@@ -249,6 +294,9 @@ class TriggerStatus:
     start_failures: list[StartFailure] = field(default_factory=list)
     stale_dropped: int = 0
     last_recovery: Recovery | None = None
+    stream: StreamStatus | None = None
+    # Stream events held while the trigger is disabled (not in ``pending``).
+    held: int = 0
 
     @classmethod
     def not_running(

@@ -47,10 +47,16 @@ class ProviderInfo:
     # The part of a validated config that decides where the trigger connects and where its
     # secrets go (see ``SourceProvider.destination_fields``); the whole config by default.
     destinations: Callable[[BaseModel], dict[str, Any]] = every_field
+    # The source is a push stream (``StreamProvider``): run by the stream runtime, as one
+    # long-lived activity.
+    stream: bool = False
 
     @classmethod
     def of(cls, provider: type[SourceProvider]) -> ProviderInfo:
+        from triggers.providers.stream import StreamProvider
+
         return cls(
+            stream=issubclass(provider, StreamProvider),
             name=provider.name,
             config_model=provider.Config,
             required_secrets=provider.required_secrets,
