@@ -154,7 +154,8 @@ class Rig:
     async def dead_letters(self, trigger_id: str) -> int:
         engine = make_engine(self.db_url)
         try:
-            return await dead_letters.count(session_factory(engine), trigger_id=trigger_id)
+            async with session_factory(engine)() as session:
+                return await dead_letters.count(session, trigger_id=uuid.UUID(trigger_id))
         finally:
             await engine.dispose()
 
