@@ -33,6 +33,17 @@ LONG_LIVED_PATCH = "stream-source-long-lived"
 # at a worker stop or on an error, not on a timer; the heartbeat timeout notices a dead
 # worker. This only bounds an activity that heartbeats forever without doing anything.
 STREAM_START_TO_CLOSE_DAYS = 30
+# workflow.patched id: a stream trigger's workflow continues as new at its own marks only.
+LONG_HISTORY_PATCH = "stream-trigger-long-history"
+# Each continue-as-new ends the source's activity, and with it the broker connection (and
+# a Kafka group's rebalance). An event costs the trigger's history about 13 events (its
+# signal, the run's start, started and completed, and their workflow tasks), so the
+# server's suggestion (at 4 Ki events) would reconnect a stream of 1 event/s every ~5 min.
+# A stream trigger's workflow ignores that suggestion and continues at this length, or at
+# the byte and signal marks every trigger has (8 MiB, 4,000): far below the server's hard
+# limits (50 Ki events, 50 MiB, 10 Ki signals); replaying such a history after a cache
+# eviction costs a few seconds of one worker's CPU.
+CONTINUE_AT_LENGTH = 30_000
 # Held events kept at most (each disable adds at most one source's in-flight messages).
 MAX_HELD = 5_000
 

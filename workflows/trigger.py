@@ -91,6 +91,7 @@ class TriggerWorkflow(RunStarts):
         # Batches that arrived while this run was still recovering its predecessor's state.
         self._early: list[EventBatch] | None = [] if inp.state is None else None
         self._continuing = False
+        self._long_history = False
         self._source = SourceLoop(self)
 
     @property
@@ -112,6 +113,9 @@ class TriggerWorkflow(RunStarts):
         ):
             # Started by an older API, without it (continue-as-new keeps it from here on).
             workflow.upsert_search_attributes([TRIGGER_ID.value_set(self._spec.trigger_id)])
+        # Decided once per run: a push stream's trigger keeps its source connected across
+        # more history (see streams.py).
+        self._long_history = self._spec.stream and workflow.patched(streams.LONG_HISTORY_PATCH)
         if self._early is not None:
             await self._recover()
         if self._state.guard_run_id:
@@ -150,10 +154,14 @@ class TriggerWorkflow(RunStarts):
 
     def _must_continue(self) -> bool:
         info = workflow.info()
+        if self._long_history:
+            suggested, at_length = False, streams.CONTINUE_AT_LENGTH
+        else:
+            suggested, at_length = info.is_continue_as_new_suggested(), CONTINUE_AT_LENGTH
         return (
             self._continuing
-            or info.is_continue_as_new_suggested()
-            or info.get_current_history_length() > CONTINUE_AT_LENGTH
+            or suggested
+            or info.get_current_history_length() > at_length
             or info.get_current_history_size() > CONTINUE_AT_BYTES
             or self._signals > CONTINUE_AT_SIGNALS
         )
