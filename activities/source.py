@@ -35,6 +35,7 @@ from triggers.core.events import Event, signal_size, trigger_workflow_id
 from triggers.infra import redaction, store
 from triggers.infra.admission import Admission, admit
 from triggers.infra.crypto import SecretBox
+from triggers.infra.metrics import Metrics
 from triggers.infra.models import Trigger, TriggerStatus, User
 from triggers.providers import UnknownProvider, get_provider
 from triggers.providers.base import (
@@ -109,8 +110,11 @@ class ActivitySink:
         lead: float = 5.0,
         config_version: int | None = None,
         admit: Admit = _as_is,
+        on_accepted: Callable[[int], None] | None = None,
     ) -> None:
         self._client = client
+        # Told how many events each persisted signal carried (the intake's count).
+        self._on_accepted = on_accepted
         self._workflow_id = trigger_workflow_id(trigger_id)
         self._config_version = config_version
         self._admit = admit
@@ -145,6 +149,8 @@ class ActivitySink:
             events, cursor=cursor, config_version=self._config_version, next_at=next_at
         )
         await self._client.get_workflow_handle(self._workflow_id).signal(EVENTS_SIGNAL, batch)
+        if events and self._on_accepted is not None:
+            self._on_accepted(len(events))
 
     async def report_recovered(self) -> None:
         """Tell the workflow the source started fine after an error (status: active)."""
@@ -220,11 +226,13 @@ class SourceActivities:
         secret_box: SecretBox | None,
         *,
         heartbeat_every: float = 2.0,
+        metrics: Metrics | None = None,
     ) -> None:
         self._client = client
         self._sessions = sessions
         self._box = secret_box
         self._heartbeat_every = heartbeat_every
+        self._metrics = metrics or Metrics()
 
     async def _set_status(self, trigger_id: str, status: TriggerStatus, error: str | None) -> None:
         async with self._sessions() as session:
@@ -254,7 +262,9 @@ class SourceActivities:
             await self._fail(inp.trigger_id, _describe(exc))
         secrets = self._box.decrypt(trigger.secrets_encrypted) if self._box else {}
         # Every log line of this process masks these while the loop holds them.
-        with redaction.hold(secrets.values()):
+        if inp.recovering:
+            self._metrics.reconnected(trigger.provider, inp.trigger_id)
+        with redaction.hold(secrets.values()), self._metrics.source_loop(trigger.provider):
             return await self._run(inp, trigger, provider_info.source, config, secrets, allowlist)
 
     async def _run(
@@ -287,6 +297,7 @@ class SourceActivities:
             park_after=inp.park_after_seconds,
             config_version=inp.config_version,
             admit=admit_events,
+            on_accepted=lambda n: self._metrics.received(trigger.provider, inp.trigger_id, n),
         )
         provider = source()
         beat = asyncio.create_task(self._beat(sink))

@@ -16,6 +16,7 @@ from activities.recovery import RecoveryActivities
 from activities.source import SourceActivities
 from triggers.infra.crypto import SecretBox
 from triggers.infra.db import make_engine, session_factory
+from triggers.infra.metrics import Metrics
 from triggers.infra.settings import Settings
 from workflows.run import RunWorkflow
 from workflows.trigger import TriggerWorkflow
@@ -38,7 +39,11 @@ class TriggersWorker(Worker):
 
 
 def build_worker(
-    client: Client, settings: Settings, *, task_queue: str | None = None
+    client: Client,
+    settings: Settings,
+    *,
+    task_queue: str | None = None,
+    metrics: Metrics | None = None,
 ) -> TriggersWorker:
     """A worker for the triggers task queue.
 
@@ -49,11 +54,16 @@ def build_worker(
     At shutdown, source loops return at once (their workflow starts the next attempt on a
     worker that runs); other activities get ``worker_shutdown_grace_seconds`` to finish
     before they are cancelled and retried elsewhere.
+
+    ``metrics`` is where the activities count (source loops, events received); what the
+    workflows count goes to the client's runtime (``triggers.infra.metrics.Telemetry``).
     """
     keys = settings.secret_keys.get_secret_value()
     engine = make_engine(settings.resolved_database_url)
     sessions = session_factory(engine)
-    sources = SourceActivities(client, sessions, SecretBox.from_setting(keys) if keys else None)
+    sources = SourceActivities(
+        client, sessions, SecretBox.from_setting(keys) if keys else None, metrics=metrics
+    )
     http = HttpActivities(sessions)
     recovery = RecoveryActivities(client)
     payloads = PayloadActivities(sessions)
