@@ -5,11 +5,14 @@ worker replays the trigger workflow's history."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
@@ -19,6 +22,7 @@ from temporalio.client import Client
 from api.app import create_app
 from tests.conftest import Stack, eventually, make_stack
 from tests.helpers import count_runs, github_body, github_trigger, post_github, status_of
+from tests.worker_proc import WorkerProcess
 from triggers.core import vendor_signatures
 from triggers.infra.metrics import Metrics, Telemetry
 from triggers.infra.metrics.serve import serving
@@ -26,6 +30,7 @@ from triggers.infra.settings import Settings
 from triggers.infra.temporal import connect
 from workers.devserver import DevServer
 from workers.main import build_worker
+from workers.ports import free_port
 
 MAIN = 'event.data.ref == "refs/heads/main"'
 
@@ -61,8 +66,10 @@ class WorkerProc:
 
 
 @asynccontextmanager
-async def worker_proc(temporal: DevServer, settings: Settings) -> AsyncIterator[WorkerProc]:
-    metrics = Metrics()
+async def worker_proc(
+    temporal: DevServer, settings: Settings, *, per_trigger: bool = False
+) -> AsyncIterator[WorkerProc]:
+    metrics = Metrics(per_trigger=per_trigger)
     telemetry = Telemetry(metrics)
     client = await connect(
         settings.model_copy(update={"temporal_address": temporal.address}),
@@ -84,13 +91,15 @@ async def api_scrape(http: httpx.AsyncClient) -> str:
 
 @asynccontextmanager
 async def metered_stack(
-    sqlite_url: str, client: Client, secret_keys: str
+    sqlite_url: str, client: Client, secret_keys: str, *, per_trigger: bool = False
 ) -> AsyncIterator[tuple[Stack, Settings]]:
     queue = f"metrics-{uuid.uuid4().hex[:8]}"
     settings = Settings(
         task_queue=queue, database_url=sqlite_url, secret_keys=SecretStr(secret_keys)
     )
-    async with make_stack(sqlite_url, client, queue, secret_keys, metrics=Metrics()) as s:
+    async with make_stack(
+        sqlite_url, client, queue, secret_keys, metrics=Metrics(per_trigger=per_trigger)
+    ) as s:
         yield s, settings
 
 
@@ -261,3 +270,112 @@ async def test_latency_runs_from_the_senders_signed_time(
     assert value(text, "triggers_latency_seconds_bucket", le="120.0") == 0
     assert value(text, "triggers_latency_seconds_bucket", le="300.0") == 1
     assert 150 <= value(text, "triggers_latency_seconds_sum") < 300
+
+
+async def test_a_source_loop_counts_at_intake_and_its_reconnects(
+    temporal: DevServer, client: Client, sqlite_url: str, secret_keys: str
+) -> None:
+    """A polling source: its events are counted as received in the worker (the source
+    loop is the intake), its retry after an error as a reconnect, its running loop in the
+    gauge until the trigger is disabled."""
+    items = ["a", "b", "c"]
+    async with metered_stack(sqlite_url, client, secret_keys) as (s, settings):
+        body = {
+            "name": "list",
+            "provider": "test_list",
+            "config": {"items": items, "fail_times": 1, "idle_seconds": 0.2},
+        }
+        tid = (await s.create_trigger(body))["id"]
+        async with worker_proc(temporal, settings) as w:
+
+            async def started() -> bool:
+                text = await w.scrape()
+                return value(text, "triggers_runs_started_total") == len(items)
+
+            await until(started)
+            running = await w.scrape()
+            api = await api_scrape(s.http)
+            r = await s.http.post(f"/api/triggers/{tid}/disable", headers=s.alice)
+            assert r.status_code == 200, r.text
+
+            async def stopped() -> bool:
+                return value(await w.scrape(), "triggers_source_loops") == 0
+
+            await until(stopped)
+            after = await w.scrape()
+            api_after = await api_scrape(s.http)
+    source = {"provider": "test_list"}
+    assert value(running, "triggers_events_received_total", **source) == len(items)
+    assert value(running, "triggers_source_reconnects_total", **source) == 1
+    assert value(running, "triggers_source_loops", **source) == 1
+    assert value(after, "triggers_events_received_total", **source) == len(items)
+    assert value(after, "triggers_runs_started_total", **source) == len(items)
+    assert value(after, "triggers_latency_seconds_count", **source) == len(items)
+    assert value(api, "triggers_source_state", state="active", **source) == 1
+    assert value(api_after, "triggers_source_state", state="disabled", **source) == 1
+    assert value(api_after, "triggers_source_state", state="active", **source) == 0
+
+
+async def test_per_trigger_labels_are_opt_in(
+    temporal: DevServer, client: Client, sqlite_url: str, secret_keys: str
+) -> None:
+    """With per-trigger labels on, each count also carries the trigger's id (never its
+    name)."""
+    async with metered_stack(sqlite_url, client, secret_keys, per_trigger=True) as (s, settings):
+        trigger = await s.create_trigger(github_trigger(name="secret-project-name"))
+        tid = trigger["id"]
+        async with worker_proc(temporal, settings, per_trigger=True) as w:
+            assert (await post_github(s.http, tid, delivery="one")).status_code == 202
+
+            async def started() -> bool:
+                return value(await w.scrape(), "triggers_runs_started_total", trigger_id=tid) == 1
+
+            await until(started)
+            wk = await w.scrape()
+        api = await api_scrape(s.http)
+    assert value(api, "triggers_events_received_total", trigger_id=tid, provider="webhook") == 1
+    assert value(wk, "triggers_latency_seconds_count", trigger_id=tid) == 1
+    assert value(wk, "triggers_events_filtered_total", trigger_id=tid) == 0  # no condition
+    for text in (api, wk):
+        assert "secret-project-name" not in text
+
+
+async def test_the_worker_command_serves_its_metrics_port(
+    temporal: DevServer, sqlite_url: str, secret_keys: str, tmp_path: Path
+) -> None:
+    """``triggers worker`` with TRIGGERS_WORKER_METRICS_PORT: Prometheus text on that port,
+    the SDK's metrics in it (its runtime reports there); a taken port stops it at start."""
+    port = free_port()
+    proc = WorkerProcess(
+        temporal=temporal.address,
+        database_url=sqlite_url,
+        task_queue=f"metrics-cli-{uuid.uuid4().hex[:8]}",
+        secret_keys=secret_keys,
+        log=tmp_path / "worker.log",
+        env={"TRIGGERS_WORKER_METRICS_PORT": str(port)},
+    )
+    await proc.start()
+    try:
+
+        async def scraped() -> str:
+            async with httpx.AsyncClient() as http:
+                r = await http.get(f"http://127.0.0.1:{port}/metrics")
+            assert r.status_code == 200
+            return r.text if "temporal_num_pollers" in r.text else ""
+
+        text = await eventually(scraped, timeout=30)
+        assert "# TYPE triggers_runs_started_total counter" in text
+        assert "# TYPE triggers_latency_seconds histogram" in text
+        assert f"worker metrics at http://127.0.0.1:{port}/metrics" in proc.log_text()
+        # A second worker asked for the same port refuses to start, saying why.
+        second = subprocess.run(
+            [sys.executable, "-m", "workers.cli", "worker"],
+            env={**proc.env, "TRIGGERS_TASK_QUEUE": "metrics-cli-other"},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert second.returncode != 0
+        assert f"metrics port 127.0.0.1:{port} cannot be opened" in second.stderr
+    finally:
+        proc.stop()
