@@ -9,7 +9,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
 import uvicorn
@@ -22,7 +22,6 @@ from workers.cli_help import parser
 if TYPE_CHECKING:
     from temporalio.worker import Worker
 
-    from triggers.infra.metrics import Metrics
     from workers.devserver import DevServer
 
 log = logging.getLogger("triggers")
@@ -130,7 +129,7 @@ async def _ensure_local_user(settings: Settings) -> str:
 async def _dev(settings: Settings) -> None:
     from api.app import create_app
     from triggers.infra.db import upgrade
-    from triggers.infra.metrics import Metrics, Telemetry
+    from triggers.infra.metrics import Metrics, Telemetry, serve
     from triggers.infra.temporal import connect
     from workers.devserver import DevServer
     from workers.main import build_worker
@@ -163,7 +162,7 @@ async def _dev(settings: Settings) -> None:
         async with (
             payload_sweeper(settings),
             telemetry.draining(),
-            _metrics_port(metrics, settings) as worker_metrics,
+            serve.worker_port(metrics, settings) as worker_metrics,
         ):
             worker_task = asyncio.create_task(worker.run())
             api_task = asyncio.create_task(api.serve())
@@ -274,31 +273,8 @@ async def _stop_worker(worker: Worker, task: asyncio.Task[None], settings: Setti
     log.info("worker stopped")
 
 
-@contextlib.asynccontextmanager
-async def _metrics_port(metrics: Metrics, settings: Settings) -> AsyncIterator[str | None]:
-    """The worker's metrics port when ``TRIGGERS_WORKER_METRICS_PORT`` is set; its URL."""
-    from triggers.infra.metrics import serve
-
-    if not settings.worker_metrics_port:
-        yield None
-        return
-    host, port = settings.worker_metrics_host, settings.worker_metrics_port
-    async with contextlib.AsyncExitStack() as stack:
-        try:
-            bound = await stack.enter_async_context(serve.serving(metrics, host=host, port=port))
-        except OSError as exc:
-            raise SystemExit(
-                f"the worker's metrics port {host}:{port} cannot be opened "
-                f"({exc.strerror or exc}); set TRIGGERS_WORKER_METRICS_PORT to a free port, "
-                "or 0 for none"
-            ) from None
-        url = f"http://{f'[{host}]' if ':' in host else host}:{bound}/metrics"
-        log.info("worker metrics at %s", url)
-        yield url
-
-
 async def _worker(settings: Settings) -> None:
-    from triggers.infra.metrics import Metrics, Telemetry
+    from triggers.infra.metrics import Metrics, Telemetry, serve
     from triggers.infra.temporal import connect
     from workers.main import build_worker
     from workers.sweeper import payload_sweeper
@@ -312,7 +288,7 @@ async def _worker(settings: Settings) -> None:
     async with (
         payload_sweeper(settings),
         telemetry.draining(),
-        _metrics_port(metrics, settings),
+        serve.worker_port(metrics, settings),
     ):
         task = asyncio.create_task(worker.run())
         log.info(
