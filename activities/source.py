@@ -38,6 +38,7 @@ from triggers.core.events import Event, signal_size, trigger_workflow_id
 from triggers.infra import redaction, store
 from triggers.infra.admission import Admission, admit
 from triggers.infra.crypto import SecretBox
+from triggers.infra.metrics import Metrics
 from triggers.infra.models import Trigger, TriggerStatus, User
 from triggers.providers import UnknownProvider, get_provider
 from triggers.providers.base import (
@@ -108,8 +109,11 @@ class ActivitySink:
         lead: float = 5.0,
         config_version: int | None = None,
         admit: Admit = _as_is,
+        on_accepted: Callable[[int], None] | None = None,
     ) -> None:
         self._client = client
+        # Told how many events each persisted signal carried (the intake's count).
+        self._on_accepted = on_accepted
         self._workflow_id = trigger_workflow_id(trigger_id)
         self._config_version = config_version
         self._admit = admit
@@ -144,6 +148,8 @@ class ActivitySink:
             events, cursor=cursor, config_version=self._config_version, next_at=next_at
         )
         await self._client.get_workflow_handle(self._workflow_id).signal(EVENTS_SIGNAL, batch)
+        if events and self._on_accepted is not None:
+            self._on_accepted(len(events))
 
     async def report_recovered(self) -> None:
         """Tell the workflow the source started fine after an error (status: active)."""
@@ -206,11 +212,13 @@ class SourceActivities:
         secret_box: SecretBox | None,
         *,
         heartbeat_every: float = 2.0,
+        metrics: Metrics | None = None,
     ) -> None:
         self._client = client
         self._sessions = sessions
         self._box = secret_box
         self._heartbeat_every = heartbeat_every
+        self._metrics = metrics or Metrics()
 
     async def _set_status(self, trigger_id: str, status: TriggerStatus, error: str | None) -> None:
         async with self._sessions() as session:
@@ -240,7 +248,9 @@ class SourceActivities:
             await self._fail(inp.trigger_id, describe(exc))
         secrets = self._box.decrypt(trigger.secrets_encrypted) if self._box else {}
         # Every log line of this process masks these while the loop holds them.
-        with redaction.hold(secrets.values()):
+        if inp.recovering:
+            self._metrics.reconnected(trigger.provider, inp.trigger_id)
+        with redaction.hold(secrets.values()), self._metrics.source_loop(trigger.provider):
             return await self._run(inp, trigger, provider_info.source, config, secrets, allowlist)
 
     async def _run(
@@ -262,6 +272,10 @@ class SourceActivities:
         )
         admission = Admission.of(trigger)
         provider = source()
+
+        def accepted(events: int) -> None:
+            self._metrics.received(trigger.provider, inp.trigger_id, events)
+
         try:
             if isinstance(provider, StreamProvider):
 
@@ -279,6 +293,7 @@ class SourceActivities:
                     admission=admission,
                     limits=Limits.of(provider, config),
                     secrets=secrets,
+                    on_accepted=accepted,
                 )
                 return await run_stream(
                     runtime,
@@ -286,7 +301,7 @@ class SourceActivities:
                     connected=lambda: self._set_status(inp.trigger_id, TriggerStatus.ACTIVE, None),
                     heartbeat_every=self._heartbeat_every,
                 )
-            return await self._pull(inp, provider, admission, config, secrets, context)
+            return await self._pull(inp, provider, admission, config, secrets, context, accepted)
         except ProviderConfigError as exc:
             await self._fail(inp.trigger_id, describe(exc, secrets))
         except asyncio.CancelledError:
@@ -319,6 +334,7 @@ class SourceActivities:
         config: BaseModel,
         secrets: dict[str, str],
         context: SourceContext,
+        accepted: Callable[[int], None],
     ) -> SourceResult:
         """A pull provider's run, through the ``ActivitySink``."""
 
@@ -333,6 +349,7 @@ class SourceActivities:
             park_after=inp.park_after_seconds,
             config_version=inp.config_version,
             admit=admit_events,
+            on_accepted=accepted,
         )
         beat = asyncio.create_task(self._beat(sink))
         finished = stopping = False

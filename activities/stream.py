@@ -128,8 +128,11 @@ class StreamRuntime:
         admission: Admission,
         limits: Limits,
         secrets: dict[str, str] | None = None,
+        on_accepted: Callable[[int], None] | None = None,
     ) -> None:
         self._client = client
+        # Told how many events each persisted signal carried (the received metric).
+        self._on_accepted = on_accepted
         self._sessions = sessions
         self._provider = provider
         self._trigger_id = trigger_id
@@ -345,6 +348,8 @@ class StreamRuntime:
             EventBatch(events, config_version=self._config_version, stream=report),
             rpc_timeout=SIGNAL_TIMEOUT,
         )
+        if events and self._on_accepted is not None:
+            self._on_accepted(len(events))
         self._dead_unreported -= report.dead_lettered
         self._reported, self._reported_at = (report.lag, report.pending), time.monotonic()
 

@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from temporalio.client import Client
+from temporalio.runtime import Runtime
 
 from api import openapi
 from api.docs import add_docs
@@ -17,18 +18,30 @@ from api.errors import (
     database_unavailable_handler,
     method_not_allowed,
 )
+from api.metrics_http import WebhookAnswers
 from api.routes import dead_letters, dry_run, health, me, shares, triggers, webhooks
+from api.routes import metrics as metrics_route
 from api.state import AppState
 from api.validation import validation_error_handler
 from triggers.infra.crypto import SecretBox
 from triggers.infra.db import make_engine, session_factory
+from triggers.infra.metrics import Metrics
 from triggers.infra.settings import Settings, get_settings
 from triggers.infra.temporal import connect
 
 
-def create_app(settings: Settings | None = None, *, client: Client | None = None) -> FastAPI:
-    """Build the app. ``client`` lets a caller share an existing Temporal client."""
+def create_app(
+    settings: Settings | None = None,
+    *,
+    client: Client | None = None,
+    metrics: Metrics | None = None,
+    runtime: Runtime | None = None,
+) -> FastAPI:
+    """Build the app. ``client`` lets a caller share an existing Temporal client, ``metrics``
+    the process's metrics (``triggers dev`` shares one with its worker); ``runtime`` is the
+    Temporal runtime a client of the app's own is connected with (its SDK metrics)."""
     settings = settings or get_settings()
+    metrics = metrics or Metrics(per_trigger=settings.metrics_per_trigger)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -38,8 +51,9 @@ def create_app(settings: Settings | None = None, *, client: Client | None = None
             engine=engine,
             sessions=session_factory(engine),
             # Lazy: the API starts, and answers 503, while Temporal is down.
-            client=client or await connect(settings, lazy=True),
+            client=client or await connect(settings, lazy=True, runtime=runtime),
             secret_box=SecretBox.from_setting(settings.secret_keys.get_secret_value()),
+            metrics=metrics,
         )
         try:
             yield
@@ -62,6 +76,8 @@ def create_app(settings: Settings | None = None, *, client: Client | None = None
         app.add_exception_handler(exc_type, unavailable)
     app.add_exception_handler(405, method_not_allowed)
     app.add_middleware(CatchAll)
+    # Outside CatchAll: a 500 it answers is counted too.
+    app.add_middleware(WebhookAnswers, metrics=metrics)
     app.include_router(health.router)
     app.include_router(me.router)
     app.include_router(triggers.router)
@@ -69,5 +85,6 @@ def create_app(settings: Settings | None = None, *, client: Client | None = None
     app.include_router(dry_run.router)
     app.include_router(dead_letters.router)
     app.include_router(webhooks.router)
+    app.include_router(metrics_route.router)
     openapi.install(app)
     return app

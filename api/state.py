@@ -15,6 +15,7 @@ from triggers.contracts.names import EVENTS_SIGNAL
 from triggers.contracts.trigger import EventBatch
 from triggers.core.events import Event
 from triggers.infra.crypto import SecretBox
+from triggers.infra.metrics import Metrics
 from triggers.infra.models import Trigger
 from triggers.infra.settings import Settings
 
@@ -26,6 +27,7 @@ class AppState:
     sessions: async_sessionmaker[AsyncSession]
     client: Client
     secret_box: SecretBox
+    metrics: Metrics = field(default_factory=Metrics)
     limiter: RateLimiter = field(default_factory=RateLimiter)
     recent: RecentKeys = field(default_factory=RecentKeys)
     batcher: SignalBatcher = field(init=False)

@@ -27,6 +27,7 @@ from tests.local_http import LocalServer
 from triggers.infra import store
 from triggers.infra.crypto import SecretBox
 from triggers.infra.db import make_engine, session_factory, upgrade
+from triggers.infra.metrics import Metrics
 from triggers.infra.settings import Settings
 from workers.devserver import DevServer
 from workers.main import build_worker
@@ -173,7 +174,13 @@ class Stack:
 
 @asynccontextmanager
 async def make_stack(
-    db: str, client: Client, task_queue: str, secret_keys: str, **overrides: Any
+    db: str,
+    client: Client,
+    task_queue: str,
+    secret_keys: str,
+    *,
+    metrics: Metrics | None = None,
+    **overrides: Any,
 ) -> AsyncIterator[Stack]:
     settings = Settings(
         database_url=db,
@@ -189,7 +196,7 @@ async def make_stack(
             key = await store.create_api_key(session, user=user)
             keys[name] = {"Authorization": f"Bearer {key}"}
     await engine.dispose()
-    app = create_app(settings, client=client)
+    app = create_app(settings, client=client, metrics=metrics)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:

@@ -35,10 +35,13 @@ def _processes_with(arg: str) -> list[int]:
     return pids
 
 
-def _start_dev(tmp_path: Path) -> tuple[subprocess.Popen[bytes], Path, tuple[int, int, int]]:
+def _start_dev(
+    tmp_path: Path, **more_env: str
+) -> tuple[subprocess.Popen[bytes], Path, tuple[int, int, int]]:
     """``triggers dev`` in ``tmp_path`` on free ports; its process, log and ports."""
     port, ui_port, api_port = free_port(), free_port(), free_port()
     env = {
+        **more_env,
         **os.environ,
         "TRIGGERS_TEMPORAL_ADDRESS": f"127.0.0.1:{port}",
         "TRIGGERS_UI_PORT": str(ui_port),
@@ -67,11 +70,17 @@ async def _started(proc: subprocess.Popen[bytes], log: Path) -> None:
 
 
 async def test_dev_command_end_to_end(tmp_path: Path) -> None:
-    proc, log, (port, ui_port, api_port) = _start_dev(tmp_path)
+    metrics_port = free_port()
+    proc, log, (port, ui_port, api_port) = _start_dev(
+        tmp_path, TRIGGERS_WORKER_METRICS_PORT=str(metrics_port)
+    )
     try:
         await _started(proc, log)
         text = log.read_text()
         assert f"http://127.0.0.1:{api_port}" in text
+        # Both metrics endpoints are printed (one process: one registry behind both).
+        assert f"Metrics      http://127.0.0.1:{api_port}/metrics" in text
+        assert f"http://127.0.0.1:{metrics_port}/metrics" in text
         assert f"http://127.0.0.1:{ui_port}" in text
         key = (tmp_path / ".triggers" / "api-key").read_text().strip()
         assert key in text
@@ -116,6 +125,19 @@ async def test_dev_command_end_to_end(tmp_path: Path) -> None:
         rows = await eventually(listed)
         ids = sorted((r["type"]["name"], r["execution"]["workflowId"]) for r in rows)  # type: ignore[index]
         assert ids == [("RunWorkflow", f"run:{tid}:cli-1"), ("TriggerWorkflow", f"trigger:{tid}")]
+
+        async def scraped() -> list[str]:
+            async with httpx.AsyncClient(timeout=10) as http:
+                texts = [
+                    (await http.get(f"{base}/metrics")).text,
+                    (await http.get(f"http://127.0.0.1:{metrics_port}/metrics")).text,
+                ]
+            want = 'triggers_runs_started_total{provider="webhook"} 1.0'
+            return texts if all(want in t for t in texts) else []
+
+        for text in await eventually(scraped):
+            assert 'triggers_events_received_total{provider="webhook"} 3.0' in text
+            assert 'triggers_duplicates_total{provider="webhook",stage="api"} 2.0' in text
     finally:
         proc.send_signal(signal.SIGINT)
         try:

@@ -55,6 +55,13 @@ class WorkerProcess:
 
         await eventually(up, timeout=30)
 
+    @property
+    def env(self) -> dict[str, str]:
+        return dict(self._env)
+
+    def log_text(self) -> str:
+        return self._log.read_text()
+
     def kill(self) -> None:
         """SIGKILL: no shutdown, no last heartbeat, like a machine that died."""
         assert self.proc is not None

@@ -129,6 +129,7 @@ async def _ensure_local_user(settings: Settings) -> str:
 async def _dev(settings: Settings) -> None:
     from api.app import create_app
     from triggers.infra.db import upgrade
+    from triggers.infra.metrics import Metrics, Telemetry, serve
     from triggers.infra.temporal import connect
     from workers.devserver import DevServer
     from workers.main import build_worker
@@ -152,16 +153,25 @@ async def _dev(settings: Settings) -> None:
     try:
         await asyncio.to_thread(upgrade, settings.resolved_database_url)
         key = await _ensure_local_user(settings)
-        client = await connect(settings)
-        worker = build_worker(client, settings)
-        api = _uvicorn(create_app(settings, client=client), settings)
-        async with payload_sweeper(settings):
+        # One process, one registry: the API's /metrics shows the worker's too.
+        metrics = Metrics(per_trigger=settings.metrics_per_trigger)
+        telemetry = Telemetry(metrics)
+        client = await connect(settings, runtime=telemetry.runtime)
+        worker = build_worker(client, settings, metrics=metrics)
+        api = _uvicorn(create_app(settings, client=client, metrics=metrics), settings)
+        async with (
+            payload_sweeper(settings),
+            telemetry.draining(),
+            serve.worker_port(metrics, settings) as worker_metrics,
+        ):
             worker_task = asyncio.create_task(worker.run())
             api_task = asyncio.create_task(api.serve())
             # The server is our child: its exit is noticed at once, not at the next call.
             server_task = asyncio.create_task(_watch_server(server))
             while not api.started and not api_task.done():
                 await asyncio.sleep(0.05)
+            # One process: the worker's port (when set) serves the same registry.
+            port_line = f"                {worker_metrics}  (the same)\n" if worker_metrics else ""
             print(
                 "\n temporal-triggers is running\n"
                 f"   API          {settings.base_url}  (docs: {settings.base_url}/docs)\n"
@@ -169,6 +179,8 @@ async def _dev(settings: Settings) -> None:
                 f"   Temporal     {server.address}  namespace {settings.temporal_namespace}\n"
                 f"   Database     {settings.resolved_database_url}\n"
                 f"   API key      {key}   (user 'local'; also in {settings.home / 'api-key'})\n"
+                f"   Metrics      {settings.base_url}/metrics  (API and worker)\n"
+                f"{port_line}"
                 "\n Ctrl-C stops everything.\n",
                 flush=True,
             )
@@ -216,6 +228,7 @@ def _require_secret_keys(settings: Settings) -> None:
 
 async def _api(settings: Settings) -> None:
     from api.app import create_app
+    from triggers.infra.metrics import Metrics, Telemetry
 
     _require_secret_keys(settings)
     if settings.listens_everywhere and not settings.public_url:
@@ -224,14 +237,19 @@ async def _api(settings: Settings) -> None:
             "base URL senders reach this API at",
             settings.base_url,
         )
-    api = _uvicorn(create_app(settings), settings)
+    # The API's own Temporal client reports its SDK metrics (requests, their latency) too.
+    metrics = Metrics(per_trigger=settings.metrics_per_trigger)
+    telemetry = Telemetry(metrics)
+    app = create_app(settings, metrics=metrics, runtime=telemetry.runtime)
+    api = _uvicorn(app, settings)
     stop = _stop_event()
-    task = asyncio.create_task(api.serve())
-    try:
-        await _until(stop, task)
-    finally:
-        api.should_exit = True
-        await task
+    async with telemetry.draining():
+        task = asyncio.create_task(api.serve())
+        try:
+            await _until(stop, task)
+        finally:
+            api.should_exit = True
+            await task
 
 
 # What a stop may take beyond the activities' grace: in-flight workflow tasks, the last
@@ -256,15 +274,22 @@ async def _stop_worker(worker: Worker, task: asyncio.Task[None], settings: Setti
 
 
 async def _worker(settings: Settings) -> None:
+    from triggers.infra.metrics import Metrics, Telemetry, serve
     from triggers.infra.temporal import connect
     from workers.main import build_worker
     from workers.sweeper import payload_sweeper
 
     _require_secret_keys(settings)
-    client = await connect(settings)
-    worker = build_worker(client, settings)
+    metrics = Metrics(per_trigger=settings.metrics_per_trigger)
+    telemetry = Telemetry(metrics)
+    client = await connect(settings, runtime=telemetry.runtime)
+    worker = build_worker(client, settings, metrics=metrics)
     stop = _stop_event()
-    async with payload_sweeper(settings):
+    async with (
+        payload_sweeper(settings),
+        telemetry.draining(),
+        serve.worker_port(metrics, settings),
+    ):
         task = asyncio.create_task(worker.run())
         log.info(
             "worker polling task queue %s on %s", settings.task_queue, settings.temporal_address

@@ -23,6 +23,7 @@ _API = (
     "webhook_rate_limit_per_second",
     "webhook_rate_limit_burst",
     "retry_after_seconds",
+    "metrics_per_trigger",
 )
 _WORKER = (
     "secret_keys",
@@ -32,6 +33,9 @@ _WORKER = (
     "worker_activity_task_pollers",
     "worker_max_concurrent_activities",
     "worker_shutdown_grace_seconds",
+    "worker_metrics_port",
+    "worker_metrics_host",
+    "metrics_per_trigger",
 )
 
 # Settings fields each command reads, in the order its help lists them.
@@ -52,7 +56,8 @@ _DESCRIPTIONS = {
     "its Web UI, state in <home>/temporal.db), the database migrated, a worker and the "
     "API, and a user 'local' whose API key is printed and kept in <home>/api-key. Without "
     "TRIGGERS_SECRET_KEYS a key is generated in <home>/secret.key. Ctrl-C stops everything.",
-    "api": "Run the HTTP API (/api/triggers, /webhooks/..., /docs, /healthz, /readyz) "
+    "api": "Run the HTTP API (/api/triggers, /webhooks/..., /docs, /healthz, /readyz, "
+    "/metrics) "
     "against an existing database and Temporal cluster. Needs TRIGGERS_SECRET_KEYS.",
     "worker": "Run a worker: trigger workflows, built-in runs, source loops and their "
     "activities on the task queue. Run as many as you like. SIGINT / SIGTERM stop it "

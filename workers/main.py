@@ -16,6 +16,7 @@ from activities.recovery import RecoveryActivities
 from activities.source import SourceActivities
 from triggers.infra.crypto import SecretBox
 from triggers.infra.db import make_engine, session_factory
+from triggers.infra.metrics import Metrics
 from triggers.infra.settings import Settings
 from workflows.run import RunWorkflow
 from workflows.trigger import TriggerWorkflow
@@ -43,6 +44,7 @@ def build_worker(
     *,
     task_queue: str | None = None,
     part: Literal["all", "workflows", "activities"] = "all",
+    metrics: Metrics | None = None,
 ) -> TriggersWorker:
     """A worker for the triggers task queue.
 
@@ -56,11 +58,16 @@ def build_worker(
 
     ``part``: everything, or only the workflows, or only the activities (two workers that
     split one queue, e.g. to keep sources running while workflows cannot).
+
+    ``metrics`` is where the activities count (source loops, events received); what the
+    workflows count goes to the client's runtime (``triggers.infra.metrics.Telemetry``).
     """
     keys = settings.secret_keys.get_secret_value()
     engine = make_engine(settings.resolved_database_url)
     sessions = session_factory(engine)
-    sources = SourceActivities(client, sessions, SecretBox.from_setting(keys) if keys else None)
+    sources = SourceActivities(
+        client, sessions, SecretBox.from_setting(keys) if keys else None, metrics=metrics
+    )
     http = HttpActivities(sessions)
     recovery = RecoveryActivities(client)
     payloads = PayloadActivities(sessions)

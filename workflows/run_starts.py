@@ -14,6 +14,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.workflow import ChildWorkflowCancellationType, ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
+    from triggers.contracts.metrics import STAGE_RUN_ID
     from triggers.contracts.names import (
         LOAD_PAYLOAD_ACTIVITY,
         RUN_WORKFLOW_TYPE,
@@ -25,7 +26,7 @@ with workflow.unsafe.imports_passed_through():
     from triggers.contracts.trigger import StartFailure, TriggerSpec, TriggerState
     from triggers.core.conditions import TriggerInfo, decide_run
     from triggers.core.events import Event, Verdict, run_workflow_id
-    from workflows import intake
+    from workflows import intake, metering
 
 CONDITION_ERRORS_KEPT = 20
 START_FAILURES_KEPT = 100
@@ -60,9 +61,7 @@ class RunStarts:
     def _count(self, verdict: Verdict, event: Event) -> None:
         filtered = self._state.filtered
         filtered[verdict.result] = filtered.get(verdict.result, 0) + 1
-        workflow.metric_meter().create_counter(
-            "triggers_events_filtered_total", "Condition outcomes"
-        ).add(1, {"provider": self._spec.provider, "result": verdict.result})
+        metering.filtered(self._spec.provider, self._spec.trigger_id, verdict.result)
         if verdict.result == "error":
             errors = self._state.condition_errors
             errors.append({"event_id": event.id, "error": verdict.error or "error"})
@@ -87,6 +86,7 @@ class RunStarts:
                 handle = await self._start_child(event)
             except WorkflowAlreadyStartedError:
                 self._state.duplicates += 1
+                metering.duplicate(self._spec.provider, self._spec.trigger_id, STAGE_RUN_ID)
                 if guarded:
                     self._runs_running -= 1
                 return
@@ -100,9 +100,7 @@ class RunStarts:
             self._in_flight -= 1
             self._starting.pop(event.key, None)
         self._state.runs_started += 1
-        workflow.metric_meter().create_counter(
-            "triggers_runs_started_total", "Runs started by triggers"
-        ).add(1, {"provider": self._spec.provider})
+        metering.run_started(self._spec.provider, self._spec.trigger_id, event.time)
         if not guarded:
             # Nobody awaits an abandoned run's handle: retrieve its outcome, or asyncio logs
             # every failed or terminated run as "exception was never retrieved".
@@ -121,6 +119,7 @@ class RunStarts:
     def _fail_start(self, event: Event, err: BaseException) -> None:
         message = str(getattr(err, "message", "") or err) or type(err).__name__
         self._state.failed_starts += 1
+        metering.start_failed(self._spec.provider, self._spec.trigger_id)
         failures = self._state.start_failures
         failures.append(
             StartFailure(

@@ -25,6 +25,7 @@ with workflow.unsafe.imports_passed_through():
     # data converter resolves their dataclasses' type hints through the sandbox's modules.
     import triggers.contracts.payloads  # noqa: F401
     import triggers.contracts.source  # noqa: F401
+    from triggers.contracts.metrics import STAGE_RECENT
     from triggers.contracts.names import (
         CONFIGURE_SIGNAL,
         EVENTS_SIGNAL,
@@ -48,7 +49,7 @@ with workflow.unsafe.imports_passed_through():
         WaitRunInput,
     )
     from triggers.core.events import Event
-    from workflows import backlog, intake, streams
+    from workflows import backlog, intake, metering, streams
     from workflows.run_starts import RunStarts
     from workflows.source_loop import SourceLoop
 
@@ -281,6 +282,7 @@ class TriggerWorkflow(RunStarts):
         for event in events:
             if event.key in self._recent:
                 self._state.duplicates += 1
+                metering.duplicate(self._spec.provider, self._spec.trigger_id, STAGE_RECENT)
                 continue
             self._remember(event.key)
             self._keep_recent(event)

@@ -18,6 +18,7 @@ from api.errors import answers
 from api.ratelimit import retry_after_header
 from api.schemas import WebhookAccepted
 from api.state import AppState
+from triggers.contracts.metrics import STAGE_API
 from triggers.core.events import bound_event, run_workflow_id, signal_size
 from triggers.core.signatures import SignatureError
 from triggers.infra import replays, store
@@ -185,6 +186,10 @@ async def receive_webhook(
             await state.batcher.submit(trigger, event, size=signal_size(event))
         state.recent.add(recent_key)
         would_start = event.verdict is None or event.verdict.result == "passed"
+    else:
+        state.metrics.duplicate(trigger.provider, trigger_id, STAGE_API)
+    # Accepted (persisted, or a repeat of what was): counted once here, at intake.
+    state.metrics.received(trigger.provider, trigger_id)
     accepted = WebhookAccepted(
         event_id=event.id,
         event_key=event.key,

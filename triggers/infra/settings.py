@@ -102,6 +102,24 @@ class Settings(BaseSettings):
         "source loops get to finish.",
     )
 
+    # Off by default: several workers on one host, or a worker in a test, would fight for
+    # one fixed port. The compose file sets it.
+    worker_metrics_port: int = Field(
+        default=0,
+        ge=0,
+        le=65535,
+        description="Port of the worker's Prometheus endpoint (GET /metrics); 0: none.",
+    )
+    worker_metrics_host: str = Field(
+        default="127.0.0.1",
+        description="Address the worker's metrics port listens on (0.0.0.0 in containers).",
+    )
+    metrics_per_trigger: bool = Field(
+        default=False,
+        description="Add a trigger_id label to the event, run and latency metrics (one "
+        "series per trigger: cardinality; /metrics then shows trigger ids).",
+    )
+
     @property
     def resolved_database_url(self) -> str:
         if self.database_url:

@@ -8,19 +8,24 @@ from datetime import timedelta
 
 from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
 from temporalio.client import Client
+from temporalio.runtime import Runtime
 
 from triggers.contracts.names import SEARCH_ATTRIBUTES
 from triggers.infra.settings import Settings
 
 
-async def connect(settings: Settings, *, lazy: bool = False) -> Client:
+async def connect(
+    settings: Settings, *, lazy: bool = False, runtime: Runtime | None = None
+) -> Client:
     """Connect to Temporal. ``lazy`` defers the connection to the first call, so the API can
-    start (and answer 503) while Temporal is down."""
+    start (and answer 503) while Temporal is down. ``runtime`` is where the client's (and
+    its workers') SDK metrics go (``triggers.infra.metrics.Telemetry``); None: the default."""
     return await Client.connect(
         settings.temporal_address,
         namespace=settings.temporal_namespace,
         tls=settings.temporal_tls,
         lazy=lazy,
+        runtime=runtime,
     )
 
 
