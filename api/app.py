@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from temporalio.client import Client
 
-from api import openapi
+from api import openapi, ui
 from api.docs import add_docs
 from api.errors import (
     DATABASE_UNAVAILABLE,
@@ -17,7 +17,16 @@ from api.errors import (
     database_unavailable_handler,
     method_not_allowed,
 )
-from api.routes import dead_letters, dry_run, health, me, shares, triggers, webhooks
+from api.routes import (
+    dead_letters,
+    dry_run,
+    health,
+    me,
+    providers,
+    shares,
+    triggers,
+    webhooks,
+)
 from api.state import AppState
 from api.validation import validation_error_handler
 from triggers.infra.crypto import SecretBox
@@ -69,5 +78,7 @@ def create_app(settings: Settings | None = None, *, client: Client | None = None
     app.include_router(dry_run.router)
     app.include_router(dead_letters.router)
     app.include_router(webhooks.router)
+    app.include_router(providers.router)
+    ui.install(app)
     openapi.install(app)
     return app
