@@ -5,9 +5,11 @@ skips, naming it, elsewhere. Screenshots go to ``artifacts/screenshots/`` (git-i
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -58,3 +60,18 @@ async def sign_in(page: Page, base: str, bearer: dict[str, str]) -> None:
     await page.get_by_label("API key").fill(bearer["Authorization"].removeprefix("Bearer "))
     await page.get_by_role("button", name="Sign in").click()
     await page.get_by_role("heading", name="Triggers").wait_for()
+
+
+async def http_sign_in(http: Any, bearer: dict[str, str]) -> str:
+    """Sign in through the form with an httpx client (its cookie jar keeps the session);
+    the session's CSRF token, as the pages carry it."""
+    page = await http.get("/ui/signin")
+    token = re.search(r'name="csrf" value="([^"]+)"', page.text)
+    assert token is not None
+    key = bearer["Authorization"].removeprefix("Bearer ")
+    r = await http.post("/ui/signin", data={"csrf": token.group(1), "api_key": key})
+    assert r.status_code == 303, r.text
+    home = await http.get("/ui/triggers")
+    csrf = re.search(r'name="csrf-token" content="([^"]+)"', home.text)
+    assert csrf is not None
+    return csrf.group(1)
