@@ -10,7 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from temporalio.client import Client
 from temporalio.runtime import Runtime
 
-from api import openapi
+from api import openapi, ui
 from api.docs import add_docs
 from api.errors import (
     DATABASE_UNAVAILABLE,
@@ -19,7 +19,16 @@ from api.errors import (
     method_not_allowed,
 )
 from api.metrics_http import WebhookAnswers
-from api.routes import dead_letters, dry_run, health, me, shares, triggers, webhooks
+from api.routes import (
+    dead_letters,
+    dry_run,
+    health,
+    me,
+    providers,
+    shares,
+    triggers,
+    webhooks,
+)
 from api.routes import metrics as metrics_route
 from api.state import AppState
 from api.validation import validation_error_handler
@@ -86,5 +95,7 @@ def create_app(
     app.include_router(dead_letters.router)
     app.include_router(webhooks.router)
     app.include_router(metrics_route.router)
+    app.include_router(providers.router)
+    ui.install(app)
     openapi.install(app)
     return app

@@ -239,6 +239,17 @@ async def run_exists(client: Client, run_id: str) -> bool:
     return True
 
 
+async def current_run(client: Client, workflow_id: str) -> str | None:
+    """The run id of a workflow's latest run; None when no workflow has that id."""
+    try:
+        desc = await client.get_workflow_handle(workflow_id).describe(rpc_timeout=_RPC_TIMEOUT)
+    except RPCError as exc:
+        if _workflow_missing(exc):
+            return None
+        raise
+    return desc.run_id
+
+
 async def runs_in_flight(client: Client, trigger_id: str) -> int:
     """Runs of this trigger still running, from Temporal's visibility: it also counts runs
     that earlier runs of the trigger workflow (before a continue-as-new, or before a

@@ -270,6 +270,11 @@ class WebhookAccepted(BaseModel):
         "dropped (the condition was false or failed; counted in ``filtered`` of the "
         "status). Null for a ``duplicate``, which is not decided again."
     )
+    captured: bool = Field(
+        default=False,
+        description='Taken as a test event by the builder page\'s "listen for a test event" '
+        "(only while someone listens): shown there, not accepted, no run started.",
+    )
 
 
 class ErrorOut(BaseModel):

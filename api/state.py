@@ -11,6 +11,7 @@ from temporalio.client import Client
 from api import control
 from api.batcher import SignalBatcher
 from api.ratelimit import RateLimiter, RecentKeys
+from api.services.capture import Captures
 from triggers.contracts.names import EVENTS_SIGNAL
 from triggers.contracts.trigger import EventBatch
 from triggers.core.events import Event
@@ -30,6 +31,7 @@ class AppState:
     metrics: Metrics = field(default_factory=Metrics)
     limiter: RateLimiter = field(default_factory=RateLimiter)
     recent: RecentKeys = field(default_factory=RecentKeys)
+    captures: Captures = field(default_factory=Captures)
     batcher: SignalBatcher = field(init=False)
 
     def __post_init__(self) -> None:

@@ -99,6 +99,10 @@ async def test_dev_command_end_to_end(tmp_path: Path) -> None:
                 assert sent.json()["duplicate"] is (i > 0)
             ui = await http.get(f"http://127.0.0.1:{ui_port}/")
             assert ui.status_code == 200
+            # The builder page, at the URL the command printed.
+            assert f"Builder      {base}/" in text
+            builder = await http.get("/", follow_redirects=True)
+            assert builder.status_code == 200 and 'name="api_key"' in builder.text
 
         async def listed() -> list[dict[str, object]]:
             out = await asyncio.to_thread(

@@ -33,6 +33,7 @@ async def test_the_answer_says_whether_the_run_will_exist(sqlite_stack: Stack) -
         "run_id": None,
         "duplicate": False,
         "would_start": True,
+        "captured": False,
     }
     assert passed["run_id"] == f"run:{tid}:w-main"
     assert (dropped["would_start"], dropped["run_id"]) == (False, f"run:{tid}:w-dev")

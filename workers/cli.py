@@ -150,6 +150,9 @@ async def _dev(settings: Settings) -> None:
     )
     print(f"Starting Temporal dev server on {server.address} ...", flush=True)
     await server.start()
+    if not settings.temporal_ui_url and server.ui_url:
+        # The builder page links runs into this server's Web UI.
+        settings = settings.model_copy(update={"temporal_ui_url": server.ui_url})
     try:
         await asyncio.to_thread(upgrade, settings.resolved_database_url)
         key = await _ensure_local_user(settings)
@@ -174,6 +177,7 @@ async def _dev(settings: Settings) -> None:
             port_line = f"                {worker_metrics}  (the same)\n" if worker_metrics else ""
             print(
                 "\n temporal-triggers is running\n"
+                f"   Builder      {settings.base_url}/  (sign in with the API key below)\n"
                 f"   API          {settings.base_url}  (docs: {settings.base_url}/docs)\n"
                 f"   Temporal UI  {server.ui_url}\n"
                 f"   Temporal     {server.address}  namespace {settings.temporal_namespace}\n"

@@ -17,6 +17,7 @@ _API = (
     "api_host",
     "api_port",
     "public_url",
+    "temporal_ui_url",
     "secret_keys",
     "webhook_max_body_bytes",
     "webhook_body_timeout_seconds",

@@ -95,6 +95,9 @@ async def receive_webhook(
     trigger workflow's history. ``would_start`` says whether it passed the trigger's
     condition: only then is the run ``run_id`` started; a dropped event never has one.
     Repeats of a delivery answer 202 with ``duplicate: true`` and never start a second run.
+    While the builder page listens for a test event on the trigger, the next verified
+    delivery is captured instead (``captured: true``): not accepted, no run, also when
+    the trigger is disabled.
     """
     settings = state.settings
     # Answers before the body is read close the connection when its rest may be large.
@@ -115,7 +118,8 @@ async def receive_webhook(
     config = webhook.WebhookConfig.model_validate(trigger.config)
     if config.preset != preset:
         return early(404, "trigger not found")
-    if not trigger.enabled:
+    listening = state.captures.listening(trigger_id)
+    if not trigger.enabled and not listening:
         return early(409, "trigger is disabled")
     twice = webhook_http.repeated(request, webhook.single_headers(config))
     if twice is not None:
@@ -167,6 +171,18 @@ async def receive_webhook(
     )
     event = bound_event(built)
     run_id = run_workflow_id(trigger_id, event.key)
+    if listening and state.captures.catch(trigger_id, event):
+        # A test event for the builder page: shown there, not accepted, no run.
+        log.info("webhook %s: delivery captured as a test event", trigger_id)
+        captured = WebhookAccepted(
+            event_id=event.id,
+            event_key=event.key,
+            run_id=run_id,
+            duplicate=False,
+            would_start=False,
+            captured=True,
+        )
+        return JSONResponse(status_code=202, content=captured.model_dump())
     recent_key = f"{trigger_id}:{event.key}"
     # Known duplicates only: this process accepted the same key before. Anything else is
     # sent on; the trigger workflow counts a repeat it recognises in ``duplicates``.

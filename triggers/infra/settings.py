@@ -44,6 +44,12 @@ class Settings(BaseSettings):
         "https://hooks.example.com); empty: http://<api_host>:<api_port>.",
     )
 
+    temporal_ui_url: str = Field(
+        default="",
+        description="Base URL of the Temporal Web UI (e.g. http://127.0.0.1:8233): the "
+        "builder page links each run there; empty: no links (`dev` sets its own).",
+    )
+
     # The first encrypts; all decrypt (rotation).
     secret_keys: SecretStr = Field(
         default=SecretStr(""),

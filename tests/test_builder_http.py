@@ -1,0 +1,114 @@
+"""The builder's server side without a browser: ``/api/providers`` (what its forms are
+generated from), the session and CSRF rules, bounded form posts, and the test-event
+capture taking a delivery instead of accepting it."""
+
+from __future__ import annotations
+
+from tests.browser import http_sign_in
+from tests.conftest import Stack
+from tests.helpers import count_runs, github_trigger, post_github
+from triggers.providers import provider_names
+
+
+async def test_providers_are_listed_with_their_config_schema(sqlite_stack: Stack) -> None:
+    s = sqlite_stack
+    listed = await s.http.get("/api/providers", headers=s.alice)
+    assert listed.status_code == 200
+    assert [p["name"] for p in listed.json()["items"]] == provider_names()
+    one = (await s.http.get("/api/providers/webhook", headers=s.alice)).json()
+    assert "github" in one["config_schema"]["properties"]["preset"]["enum"]
+    assert one["secrets"]["required"] == ["signing_secret"]
+    assert one["secrets_schema"]["required"] == ["signing_secret"]
+    assert one["capabilities"] == {
+        "receives_webhooks": True,
+        "runs_source": False,
+        "overlap_field": None,
+    }
+    assert (await s.http.get("/api/providers/nope", headers=s.alice)).status_code == 404
+    assert (await s.http.get("/api/providers")).status_code == 401
+
+
+async def test_session_csrf_and_bounds(sqlite_stack: Stack) -> None:
+    s = sqlite_stack
+    assert (await s.http.get("/ui/triggers")).headers["location"] == "/ui/signin"
+    r = await s.http.post("/ui/signin", data={"csrf": "forged", "api_key": "x"})
+    assert r.status_code == 403 and "session" not in r.headers.get("set-cookie", "")
+    csrf = await http_sign_in(s.http, s.alice)
+    tid = (await s.create_trigger(github_trigger("csrf")))["id"]
+    no_token = await s.http.post(f"/ui/triggers/{tid}/disable", data={})
+    assert no_token.status_code == 403
+    too_big = await s.http.post(
+        f"/ui/triggers/{tid}/disable", data={"csrf": csrf, "pad": "x" * 300_000}
+    )
+    assert too_big.status_code == 413
+    ok = await s.http.post(f"/ui/triggers/{tid}/disable", data={"csrf": csrf})
+    assert ok.status_code == 303
+    got = (await s.http.get(f"/api/triggers/{tid}", headers=s.alice)).json()
+    assert got["enabled"] is False
+    out = await s.http.post("/ui/signout", data={"csrf": csrf})
+    assert out.status_code == 303
+    assert (await s.http.get("/ui/triggers")).status_code == 303
+
+
+async def test_capture_takes_one_delivery_even_of_a_disabled_trigger(sqlite_stack: Stack) -> None:
+    s = sqlite_stack
+    body = {**github_trigger("capture"), "enabled": False}
+    tid = (await s.create_trigger(body))["id"]
+    csrf = await http_sign_in(s.http, s.alice)
+    assert (await post_github(s.http, tid, delivery="cap-0")).status_code == 409
+    listen = await s.http.post(
+        f"/ui/triggers/{tid}/capture", json={}, headers={"x-csrf-token": csrf}
+    )
+    assert listen.status_code == 200, listen.text
+    caught = await post_github(s.http, tid, delivery="cap-1")
+    assert caught.status_code == 202 and caught.json()["captured"] is True
+    shown = (await s.http.get(f"/ui/triggers/{tid}/capture")).json()
+    assert shown["listening"] is False and shown["event"]["id"] == "cap-1"
+    # Only the next one: the trigger is disabled again for the rest.
+    assert (await post_github(s.http, tid, delivery="cap-2")).status_code == 409
+    assert await count_runs(s.client, tid) == 0
+    # A viewer may not listen (it would divert a real delivery).
+    s.http.cookies.clear()
+    await s.http.put(
+        f"/api/triggers/{tid}/shares", json={"user": "bob", "role": "viewer"}, headers=s.alice
+    )
+    bob_csrf = await http_sign_in(s.http, s.bob)
+    refused = await s.http.post(
+        f"/ui/triggers/{tid}/capture", json={}, headers={"x-csrf-token": bob_csrf}
+    )
+    assert refused.status_code == 403
+
+
+async def test_graph_target_errors_name_the_node_next_to_the_graph(sqlite_stack: Stack) -> None:
+    s = sqlite_stack
+    csrf = await http_sign_in(s.http, s.alice)
+    graph = '{"nodes": [{"id": "keep", "type": "filter", "condition": "true"}],'
+    form = {
+        "csrf": csrf,
+        "name": "graph",
+        "config.preset": "github",
+        "secret.signing_secret": "s3cret-value-graph",
+        "target.kind": "graph",
+        "enabled": "on",
+    }
+    bad = await s.http.post(
+        "/ui/new/webhook",
+        data={**form, "target.graph": graph + '"edges": [{"source": "keep", "target": "gone"}]}'},
+    )
+    assert bad.status_code == 422
+    assert 'data-for="target.graph"' in bad.text and "gone" in bad.text
+    assert "s3cret-value-graph" not in bad.text  # a secret is never rendered back
+    good = await s.http.post(
+        "/ui/new/webhook", data={**form, "target.graph": graph + '"edges": []}'}
+    )
+    assert good.status_code == 303, good.text
+    page = await s.http.get(good.headers["location"])
+    assert page.status_code == 200 and "data-graph-diagram" in page.text
+    # Another user's dry run through the page: 404, as in the API.
+    tid = good.headers["location"].rsplit("/", 1)[1]
+    s.http.cookies.clear()
+    bob = await http_sign_in(s.http, s.bob)
+    dry = await s.http.post(
+        f"/ui/triggers/{tid}/dry-run", json={"last": 1}, headers={"x-csrf-token": bob}
+    )
+    assert dry.status_code == 404
