@@ -32,7 +32,7 @@ from triggers.contracts.names import (
 from triggers.contracts.source import SourceInput, SourceResult
 from triggers.contracts.trigger import EventBatch
 from triggers.core.events import Event, signal_size, trigger_workflow_id
-from triggers.infra import redaction, store
+from triggers.infra import redaction, store, tracing
 from triggers.infra.admission import Admission, admit
 from triggers.infra.crypto import SecretBox
 from triggers.infra.models import Trigger, TriggerStatus, User
@@ -109,8 +109,11 @@ class ActivitySink:
         lead: float = 5.0,
         config_version: int | None = None,
         admit: Admit = _as_is,
+        provider: str = "",
     ) -> None:
         self._client = client
+        self._trigger_id = trigger_id
+        self._provider = provider
         self._workflow_id = trigger_workflow_id(trigger_id)
         self._config_version = config_version
         self._admit = admit
@@ -156,7 +159,8 @@ class ActivitySink:
         for i, batch in enumerate(batches):
             # The cursor rides on the last batch only: it must not move past events that
             # a later, failed signal would have carried.
-            await self._signal(batch, cursor if i == len(batches) - 1 else None)
+            with tracing.batch_span(self._trigger_id, self._provider, batch) as traced:
+                await self._signal(traced, cursor if i == len(batches) - 1 else None)
             self.events += len(batch)
         if not batches and cursor is not None:
             await self._signal([], cursor)
@@ -231,6 +235,20 @@ class SourceActivities:
             trigger = await store.get_trigger(session, trigger_id=uuid.UUID(trigger_id))
             if trigger is None or (trigger.status == status and trigger.last_error == error):
                 return
+            if trigger.status != status:
+                bad = status in (TriggerStatus.DEGRADED, TriggerStatus.FAILED)
+                log.log(
+                    logging.WARNING if bad else logging.INFO,
+                    "source of trigger %s is %s",
+                    trigger_id,
+                    str(status),
+                    extra={
+                        "trigger_id": trigger_id,
+                        "provider": trigger.provider,
+                        "state": str(status),
+                        "previous_state": str(trigger.status),
+                    },
+                )
             trigger.status = status
             trigger.last_error = error
             await store.save(session, trigger=trigger)
@@ -287,6 +305,7 @@ class SourceActivities:
             park_after=inp.park_after_seconds,
             config_version=inp.config_version,
             admit=admit_events,
+            provider=trigger.provider,
         )
         provider = source()
         beat = asyncio.create_task(self._beat(sink))

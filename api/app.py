@@ -20,6 +20,7 @@ from api.errors import (
 from api.routes import dead_letters, dry_run, health, me, shares, triggers, webhooks
 from api.state import AppState
 from api.validation import validation_error_handler
+from triggers.infra import tracing
 from triggers.infra.crypto import SecretBox
 from triggers.infra.db import make_engine, session_factory
 from triggers.infra.settings import Settings, get_settings
@@ -29,6 +30,8 @@ from triggers.infra.temporal import connect
 def create_app(settings: Settings | None = None, *, client: Client | None = None) -> FastAPI:
     """Build the app. ``client`` lets a caller share an existing Temporal client."""
     settings = settings or get_settings()
+    # Before the client is made in the lifespan: its plugins depend on it.
+    tracing.configure("temporal-triggers-api")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -14,6 +14,7 @@ from activities.http_request import HttpActivities
 from activities.payloads import PayloadActivities
 from activities.recovery import RecoveryActivities
 from activities.source import SourceActivities
+from triggers.infra import tracing
 from triggers.infra.crypto import SecretBox
 from triggers.infra.db import make_engine, session_factory
 from triggers.infra.settings import Settings
@@ -35,6 +36,16 @@ class TriggersWorker(Worker):
             await super().shutdown()
         finally:
             await self._engine.dispose()
+
+
+def _tracing_plugins(client: Client) -> list[Any]:
+    """The OpenTelemetry plugin for a worker whose client was made without it (by an
+    embedder or a test) while tracing is on; none when the client has it already."""
+    tracing.configure("temporal-triggers-worker")
+    plugins = client.config()["plugins"]
+    if any(isinstance(p, type(q)) for p in plugins for q in tracing.temporal_plugins()):
+        return []
+    return list(tracing.temporal_plugins())
 
 
 def build_worker(
@@ -78,4 +89,5 @@ def build_worker(
         max_concurrent_workflow_task_polls=settings.worker_workflow_task_pollers,
         max_concurrent_activity_task_polls=settings.worker_activity_task_pollers,
         graceful_shutdown_timeout=timedelta(seconds=settings.worker_shutdown_grace_seconds),
+        plugins=_tracing_plugins(client),
     )

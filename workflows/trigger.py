@@ -50,7 +50,7 @@ with workflow.unsafe.imports_passed_through():
         WaitRunInput,
     )
     from triggers.core.events import Event
-    from workflows import backlog, intake
+    from workflows import backlog, intake, observe
     from workflows.run_starts import RunStarts
     from workflows.source_loop import SourceLoop
 
@@ -273,10 +273,12 @@ class TriggerWorkflow(RunStarts):
         for event in batch.events:
             if event.key in self._recent:
                 self._state.duplicates += 1
+                observe.deduplicated(self._spec, event)
                 continue
             self._remember(event.key)
             self._keep_recent(event)
             verdict = event.verdict or self._decide(event)
+            observe.received(self._spec, event, verdict)
             if verdict.counted:
                 self._count(verdict, event)
             if verdict.result == "passed":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -100,6 +101,12 @@ class Settings(BaseSettings):
         le=300,
         description="At a stop (SIGINT, SIGTERM), seconds running activities other than "
         "source loops get to finish.",
+    )
+
+    log_format: Literal["text", "json"] = Field(
+        default="text",
+        description="Log records as plain text lines or as JSON lines (one object a line, "
+        "with trigger, event, run and trace ids as fields); the container image sets json.",
     )
 
     @property

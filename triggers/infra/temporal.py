@@ -10,17 +10,20 @@ from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
 from temporalio.client import Client
 
 from triggers.contracts.names import SEARCH_ATTRIBUTES
+from triggers.infra import tracing
 from triggers.infra.settings import Settings
 
 
 async def connect(settings: Settings, *, lazy: bool = False) -> Client:
     """Connect to Temporal. ``lazy`` defers the connection to the first call, so the API can
-    start (and answer 503) while Temporal is down."""
+    start (and answer 503) while Temporal is down. With tracing on, the client carries the
+    SDK's OpenTelemetry plugin (workers built on it get it from there)."""
     return await Client.connect(
         settings.temporal_address,
         namespace=settings.temporal_namespace,
         tls=settings.temporal_tls,
         lazy=lazy,
+        plugins=tracing.temporal_plugins(),
     )
 
 
