@@ -18,7 +18,13 @@ from temporalio.client import Client
 from tests.conftest import Stack, eventually, stack_with_worker
 from tests.helpers import SECRET, github_body, github_trigger, post_github
 from triggers.core import vendor_signatures
-from triggers.core.events import run_workflow_id
+from triggers.core.events import (
+    Event,
+    bound_event,
+    run_workflow_id,
+    trace_id_of,
+    valid_traceparent,
+)
 from triggers.infra import tracing
 from workers.devserver import DevServer
 
@@ -216,3 +222,35 @@ async def test_a_pull_sources_batch_has_a_span_that_its_run_links_to(
     ]
     assert handled, [x.name for x in found]
     assert run.context.trace_id != batch.context.trace_id
+
+
+def test_tracing_is_off_unless_the_otel_variables_ask_for_it() -> None:
+    endpoint = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318"}
+    assert tracing.exporters_from({}) == []
+    assert tracing.exporters_from({"OTEL_TRACES_EXPORTER": "none", **endpoint}) == []
+    assert tracing.exporters_from({"OTEL_SDK_DISABLED": "true", **endpoint}) == []
+    assert [type(e).__name__ for e in tracing.exporters_from(endpoint)] == ["OTLPSpanExporter"]
+    both = tracing.exporters_from({"OTEL_TRACES_EXPORTER": "console,otlp"})
+    assert [type(e).__name__ for e in both] == ["ConsoleSpanExporter", "OTLPSpanExporter"]
+    with pytest.raises(tracing.TracingConfigError, match="unknown exporter"):
+        tracing.exporters_from({"OTEL_TRACES_EXPORTER": "zipkin"})
+    with pytest.raises(tracing.TracingConfigError, match="not supported"):
+        tracing.exporters_from({"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_PROTOCOL": "x"})
+
+
+def test_an_events_trace_context_is_a_bounded_valid_traceparent_or_nothing() -> None:
+    good = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    assert valid_traceparent(good) == good
+    assert trace_id_of(good) == "0af7651916cd43dd8448eb211c80319c"
+    for bad in (
+        good.upper(),
+        good + "-extra",
+        "01" + good[2:],
+        "00-" + "0" * 32 + "-b7ad6b7169203331-01",
+        "00-0af7651916cd43dd8448eb211c80319c-" + "0" * 16 + "-01",
+        "x" * 10_000,
+        "",
+    ):
+        assert valid_traceparent(bad) is None, bad
+        event = Event(id="i", key="k", source="s", type="t", time="now", traceparent=bad)
+        assert bound_event(event).traceparent is None

@@ -56,7 +56,8 @@ class TracingConfigError(ValueError):
     """The ``OTEL_*`` variables ask for an exporter this installation cannot make."""
 
 
-def _exporters(env: Mapping[str, str]) -> list[SpanExporter]:
+def exporters_from(env: Mapping[str, str]) -> list[SpanExporter]:
+    """The span exporters the ``OTEL_*`` variables in ``env`` ask for (none: tracing off)."""
     if env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
         return []
     names = [n.strip().lower() for n in env.get("OTEL_TRACES_EXPORTER", "").split(",")]
@@ -118,7 +119,7 @@ def configure(
     """
     global _provider
     if _provider is None:
-        exporters = _exporters(os.environ if environ is None else environ)
+        exporters = exporters_from(os.environ if environ is None else environ)
         if not exporters and processor is None:
             return False
         resource = Resource.create()
