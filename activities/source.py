@@ -32,7 +32,7 @@ from triggers.contracts.names import (
 from triggers.contracts.source import SourceInput, SourceResult
 from triggers.contracts.trigger import EventBatch
 from triggers.core.events import Event, signal_size, trigger_workflow_id
-from triggers.infra import redaction, store, tracing
+from triggers.infra import logs, redaction, store, tracing
 from triggers.infra.admission import Admission, admit
 from triggers.infra.crypto import SecretBox
 from triggers.infra.models import Trigger, TriggerStatus, User
@@ -236,19 +236,7 @@ class SourceActivities:
             if trigger is None or (trigger.status == status and trigger.last_error == error):
                 return
             if trigger.status != status:
-                bad = status in (TriggerStatus.DEGRADED, TriggerStatus.FAILED)
-                log.log(
-                    logging.WARNING if bad else logging.INFO,
-                    "source of trigger %s is %s",
-                    trigger_id,
-                    str(status),
-                    extra={
-                        "trigger_id": trigger_id,
-                        "provider": trigger.provider,
-                        "state": str(status),
-                        "previous_state": str(trigger.status),
-                    },
-                )
+                logs.source_state(log, trigger_id, trigger.provider, str(status), trigger.status)
             trigger.status = status
             trigger.last_error = error
             await store.save(session, trigger=trigger)

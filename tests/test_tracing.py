@@ -14,6 +14,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from temporalio.client import Client
+from temporalio.worker import Replayer
 
 from tests.conftest import Stack, eventually, stack_with_worker
 from tests.helpers import SECRET, github_body, github_trigger, post_github
@@ -27,6 +28,8 @@ from triggers.core.events import (
 )
 from triggers.infra import tracing
 from workers.devserver import DevServer
+from workflows.run import RunWorkflow
+from workflows.trigger import TriggerWorkflow
 
 MARKER = "body-marker-7f3a9c"
 
@@ -156,6 +159,16 @@ async def test_a_webhook_and_its_run_are_one_trace(
     _parent_of(load, run)
     _parent_of(_one(mine, "RunActivity:load_payload"), load)
     _no_secrets(found)
+
+    # Tracing changes no command: the traced history replays with and without the plugin,
+    # and a replay exports nothing.
+    before = len(spans.get_finished_spans())
+    for wid in (f"trigger:{tid}", run_id):
+        history = await s.client.get_workflow_handle(wid).fetch_history()
+        for plugins in (tracing.temporal_plugins(), []):
+            replayer = Replayer(workflows=[TriggerWorkflow, RunWorkflow], plugins=plugins)
+            await replayer.replay_workflow(history)
+    assert len(spans.get_finished_spans()) == before
 
 
 async def test_a_senders_traceparent_is_a_link_and_a_bad_one_is_ignored(

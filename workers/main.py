@@ -14,7 +14,6 @@ from activities.http_request import HttpActivities
 from activities.payloads import PayloadActivities
 from activities.recovery import RecoveryActivities
 from activities.source import SourceActivities
-from triggers.infra import tracing
 from triggers.infra.crypto import SecretBox
 from triggers.infra.db import make_engine, session_factory
 from triggers.infra.settings import Settings
@@ -38,16 +37,6 @@ class TriggersWorker(Worker):
             await self._engine.dispose()
 
 
-def _tracing_plugins(client: Client) -> list[Any]:
-    """The OpenTelemetry plugin for a worker whose client was made without it (by an
-    embedder or a test) while tracing is on; none when the client has it already."""
-    tracing.configure("temporal-triggers-worker")
-    plugins = client.config()["plugins"]
-    if any(isinstance(p, type(q)) for p in plugins for q in tracing.temporal_plugins()):
-        return []
-    return list(tracing.temporal_plugins())
-
-
 def build_worker(
     client: Client, settings: Settings, *, task_queue: str | None = None
 ) -> TriggersWorker:
@@ -60,6 +49,9 @@ def build_worker(
     At shutdown, source loops return at once (their workflow starts the next attempt on a
     worker that runs); other activities get ``worker_shutdown_grace_seconds`` to finish
     before they are cancelled and retried elsewhere.
+
+    Tracing comes with the client: ``triggers.infra.temporal.connect`` gives it the SDK's
+    OpenTelemetry plugin when tracing is on, and a worker takes its client's plugins.
     """
     keys = settings.secret_keys.get_secret_value()
     engine = make_engine(settings.resolved_database_url)
@@ -89,5 +81,4 @@ def build_worker(
         max_concurrent_workflow_task_polls=settings.worker_workflow_task_pollers,
         max_concurrent_activity_task_polls=settings.worker_activity_task_pollers,
         graceful_shutdown_timeout=timedelta(seconds=settings.worker_shutdown_grace_seconds),
-        plugins=_tracing_plugins(client),
     )

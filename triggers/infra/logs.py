@@ -126,6 +126,24 @@ class _EvictionNoise(logging.Filter):
         return not (error is not None and isinstance(error.__context__, GeneratorExit))
 
 
+def source_state(
+    log: logging.Logger, trigger_id: str, provider: str, state: str, previous: str
+) -> None:
+    """The record of a source's state change: WARNING when it is degraded or failed."""
+    log.log(
+        logging.WARNING if state in ("degraded", "failed") else logging.INFO,
+        "source of trigger %s is %s",
+        trigger_id,
+        state,
+        extra={
+            "trigger_id": trigger_id,
+            "provider": provider,
+            "state": state,
+            "previous_state": str(previous),
+        },
+    )
+
+
 def setup(log_format: str = "text", *, stream: IO[str] | None = None) -> logging.Handler:
     """One handler on the root logger (replacing any), with the redaction filter: every
     record of the process (ours, the SDK's, uvicorn's) passes the one step that masks held
