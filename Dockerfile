@@ -12,4 +12,6 @@ ENV TRIGGERS_API_HOST=0.0.0.0
 # The base URL senders reach the API at, shown in webhook URLs: set it to yours
 # (docker run -e TRIGGERS_PUBLIC_URL=https://hooks.example.com ...).
 ENV TRIGGERS_PUBLIC_URL=http://localhost:8000
+# One JSON object a log line, for log collectors (README "Logs").
+ENV TRIGGERS_LOG_FORMAT=json
 ENTRYPOINT ["triggers"]

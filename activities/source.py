@@ -35,7 +35,7 @@ from triggers.contracts.names import (
 from triggers.contracts.source import SourceInput, SourceResult
 from triggers.contracts.trigger import EventBatch
 from triggers.core.events import Event, signal_size, trigger_workflow_id
-from triggers.infra import redaction, store
+from triggers.infra import logs, redaction, store, tracing
 from triggers.infra.admission import Admission, admit
 from triggers.infra.crypto import SecretBox
 from triggers.infra.metrics import Metrics
@@ -110,10 +110,13 @@ class ActivitySink:
         config_version: int | None = None,
         admit: Admit = _as_is,
         on_accepted: Callable[[int], None] | None = None,
+        provider: str = "",
     ) -> None:
         self._client = client
         # Told how many events each persisted signal carried (the intake's count).
         self._on_accepted = on_accepted
+        self._trigger_id = trigger_id
+        self._provider = provider
         self._workflow_id = trigger_workflow_id(trigger_id)
         self._config_version = config_version
         self._admit = admit
@@ -161,7 +164,8 @@ class ActivitySink:
         for i, batch in enumerate(batches):
             # The cursor rides on the last batch only: it must not move past events that
             # a later, failed signal would have carried.
-            await self._signal(batch, cursor if i == len(batches) - 1 else None)
+            with tracing.batch_span(self._trigger_id, self._provider, batch) as traced:
+                await self._signal(traced, cursor if i == len(batches) - 1 else None)
             self.events += len(batch)
         if not batches and cursor is not None:
             await self._signal([], cursor)
@@ -225,6 +229,8 @@ class SourceActivities:
             trigger = await store.get_trigger(session, trigger_id=uuid.UUID(trigger_id))
             if trigger is None or (trigger.status == status and trigger.last_error == error):
                 return
+            if trigger.status != status:
+                logs.source_state(log, trigger_id, trigger.provider, str(status), trigger.status)
             trigger.status = status
             trigger.last_error = error
             await store.save(session, trigger=trigger)
@@ -350,6 +356,7 @@ class SourceActivities:
             config_version=inp.config_version,
             admit=admit_events,
             on_accepted=accepted,
+            provider=provider.name,
         )
         beat = asyncio.create_task(self._beat(sink))
         finished = stopping = False

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, MutableMapping
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
@@ -32,11 +33,18 @@ from api.routes import (
 from api.routes import metrics as metrics_route
 from api.state import AppState
 from api.validation import validation_error_handler
+from triggers.infra import tracing
 from triggers.infra.crypto import SecretBox
 from triggers.infra.db import make_engine, session_factory
 from triggers.infra.metrics import Metrics
 from triggers.infra.settings import Settings, get_settings
 from triggers.infra.temporal import connect
+
+
+def _webhook_request(scope: MutableMapping[str, Any]) -> bool:
+    """Webhook requests have a server span of their own (``tracing.webhook_span``): a
+    sender's trace context is only a link there, never their parent."""
+    return str(scope.get("path", "")).startswith("/webhooks/")
 
 
 def create_app(
@@ -51,6 +59,8 @@ def create_app(
     Temporal runtime a client of the app's own is connected with (its SDK metrics)."""
     settings = settings or get_settings()
     metrics = metrics or Metrics(per_trigger=settings.metrics_per_trigger)
+    # Before the client is made in the lifespan: its plugins depend on it.
+    tracing.configure("temporal-triggers-api")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -74,6 +84,9 @@ def create_app(
         description="Turn events into durable, deduplicated workflow runs on Temporal.",
         version="0.1.0",
         lifespan=lifespan,
+        # FastAPI's own request spans, through the global tracer provider (none while
+        # tracing is off); its OpenTelemetry log records are off: ours pass the redaction.
+        telemetry={"exclude": _webhook_request, "logs": False},
         # Served by add_docs, from local files.
         docs_url=None,
         redoc_url=None,

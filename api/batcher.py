@@ -13,7 +13,10 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+from opentelemetry.context import Context
+
 from triggers.core.events import Event
+from triggers.infra import tracing
 from triggers.infra.models import Trigger
 
 Send = Callable[[Trigger, list[Event]], Awaitable[None]]
@@ -25,6 +28,8 @@ class _Item:
     event: Event
     size: int
     done: asyncio.Future[None]
+    # The submitting request's trace context: its signal is sent in it.
+    context: Context | None = None
 
 
 @dataclass
@@ -51,7 +56,7 @@ class SignalBatcher:
             task = asyncio.create_task(self._drain(key, queue))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
-        queue.items.append(_Item(trigger, event, size, done))
+        queue.items.append(_Item(trigger, event, size, done, tracing.current_context()))
         await asyncio.shield(done)
 
     def _take(self, queue: _Queue) -> list[_Item]:
@@ -70,7 +75,10 @@ class SignalBatcher:
             while queue.items:
                 batch = self._take(queue)
                 try:
-                    await self._send(batch[-1].trigger, [i.event for i in batch])
+                    # In the first event's trace (the drain task began in some earlier
+                    # request's); the others carry their own trace context in the event.
+                    with tracing.attached(batch[0].context):
+                        await self._send(batch[-1].trigger, [i.event for i in batch])
                 except Exception as exc:
                     for item in batch:
                         if not item.done.done():

@@ -349,20 +349,39 @@ async def _users_queue(settings: Settings, name: str, queue: str, *, grant: bool
         await engine.dispose()
 
 
-def setup_logging() -> None:
-    """One handler on the root logger, with the redaction filter: every record of the
-    process (ours, the SDK's, uvicorn's) passes the one step that masks held secrets."""
-    from triggers.infra import redaction
+def setup_logging(settings: Settings) -> None:
+    """One handler on the root logger, with the redaction filter, in the configured format
+    (``triggers/infra/logs.py``)."""
+    from triggers.infra import logs
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    logging.getLogger("alembic").setLevel(logging.WARNING)
-    redaction.install()
+    logs.setup(settings.log_format)
+
+
+# The service name each command's spans carry (unless OTEL_SERVICE_NAME says otherwise).
+_SERVICE_NAMES = {
+    "dev": "temporal-triggers",
+    "api": "temporal-triggers-api",
+    "worker": "temporal-triggers-worker",
+}
+
+
+def setup_tracing(command: str) -> None:
+    """Tracing from the standard OTEL_* variables, before any Temporal client is made (the
+    client's plugins depend on it); off when they do not ask for it."""
+    from triggers.infra import tracing
+
+    if command in _SERVICE_NAMES:
+        try:
+            tracing.configure(_SERVICE_NAMES[command])
+        except tracing.TracingConfigError as exc:
+            raise SystemExit(f"tracing: {exc}") from None
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parser(__doc__).parse_args(argv)
-    setup_logging()
     settings = get_settings()
+    setup_logging(settings)
+    setup_tracing(args.command)
     if args.command == "dev":
         asyncio.run(_dev(settings))
     elif args.command == "api":

@@ -12,6 +12,7 @@ from pydantic import SecretStr
 from triggers.infra.settings import Settings
 
 _DATABASE = ("home", "database_url")
+_LOGS = ("log_format",)
 _TEMPORAL = ("temporal_address", "temporal_namespace", "temporal_tls", "task_queue")
 _API = (
     "api_host",
@@ -41,9 +42,9 @@ _WORKER = (
 
 # Settings fields each command reads, in the order its help lists them.
 READS: dict[str, tuple[str, ...]] = {
-    "dev": tuple(dict.fromkeys(_DATABASE + _TEMPORAL + _API + _WORKER)),
-    "api": _DATABASE + _TEMPORAL + _API,
-    "worker": tuple(dict.fromkeys(_DATABASE + _TEMPORAL + _WORKER)),
+    "dev": tuple(dict.fromkeys(_DATABASE + _TEMPORAL + _API + _WORKER + _LOGS)),
+    "api": _DATABASE + _TEMPORAL + _API + _LOGS,
+    "worker": tuple(dict.fromkeys(_DATABASE + _TEMPORAL + _WORKER + _LOGS)),
     "db upgrade": _DATABASE,
     "users create": _DATABASE,
     "users grant-queue": _DATABASE + ("task_queue",),

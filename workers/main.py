@@ -61,6 +61,9 @@ def build_worker(
 
     ``metrics`` is where the activities count (source loops, events received); what the
     workflows count goes to the client's runtime (``triggers.infra.metrics.Telemetry``).
+
+    Tracing comes with the client: ``triggers.infra.temporal.connect`` gives it the SDK's
+    OpenTelemetry plugin when tracing is on, and a worker takes its client's plugins.
     """
     keys = settings.secret_keys.get_secret_value()
     engine = make_engine(settings.resolved_database_url)

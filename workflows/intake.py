@@ -72,13 +72,18 @@ def recent_event(event: Event) -> RecentEvent:
     """An accepted event as the dry run's ``last`` keeps it: large data by reference only."""
     size = 0 if event.data_ref else json_size(event.data)
     cut = size > RECENT_EVENT_DATA_LIMIT
-    kept = replace(event, data=None if cut else event.data, verdict=None)
+    kept = replace(
+        event, data=None if cut else event.data, verdict=None, traceparent=None, trace_link=False
+    )
     return RecentEvent(**vars(kept), data_truncated=cut, data_size=size)
 
 
 def run_event(event: Event) -> Event:
-    """The event as a run receives it: the intake's verdict is the trigger's business."""
-    return replace(event, verdict=None) if event.verdict is not None else event
+    """The event as a run receives it: the intake's verdict and the trace context are the
+    trigger's business (a run's trace context travels in its start's headers)."""
+    if event.verdict is None and event.traceparent is None and not event.trace_link:
+        return event
+    return replace(event, verdict=None, traceparent=None, trace_link=False)
 
 
 def split_carry(

@@ -25,8 +25,8 @@ with workflow.unsafe.imports_passed_through():
     from triggers.contracts.payloads import LoadPayloadInput, LoadPayloadResult
     from triggers.contracts.trigger import StartFailure, TriggerSpec, TriggerState
     from triggers.core.conditions import TriggerInfo, decide_run
-    from triggers.core.events import Event, Verdict, run_workflow_id
-    from workflows import intake, metering
+    from triggers.core.events import Event, Verdict, log_fields, run_workflow_id
+    from workflows import intake, metering, observe
 
 CONDITION_ERRORS_KEPT = 20
 START_FAILURES_KEPT = 100
@@ -62,6 +62,7 @@ class RunStarts:
         filtered = self._state.filtered
         filtered[verdict.result] = filtered.get(verdict.result, 0) + 1
         metering.filtered(self._spec.provider, self._spec.trigger_id, verdict.result)
+        observe.condition(self._spec, event, verdict)
         if verdict.result == "error":
             errors = self._state.condition_errors
             errors.append({"event_id": event.id, "error": verdict.error or "error"})
@@ -79,23 +80,29 @@ class RunStarts:
                     return
             if guarded and self._runs_running:
                 self._state.skipped += 1
+                with observe.starting(self._spec, event) as start:
+                    start.outcome = "skipped"
                 return
             if guarded:
                 self._runs_running += 1  # reserved before the start, so concurrent starts see it
-            try:
-                handle = await self._start_child(event)
-            except WorkflowAlreadyStartedError:
-                self._state.duplicates += 1
-                metering.duplicate(self._spec.provider, self._spec.trigger_id, STAGE_RUN_ID)
-                if guarded:
-                    self._runs_running -= 1
-                return
-            except Exception as err:
-                # Anything else (a refused start, missing data): recorded, the trigger goes on.
-                self._fail_start(event, err)
-                if guarded:
-                    self._runs_running -= 1
-                return
+            with observe.starting(self._spec, event) as start:
+                try:
+                    handle = await self._start_child(event)
+                except WorkflowAlreadyStartedError:
+                    start.outcome = "deduplicated"
+                    self._state.duplicates += 1
+                    metering.duplicate(self._spec.provider, self._spec.trigger_id, STAGE_RUN_ID)
+                    if guarded:
+                        self._runs_running -= 1
+                    return
+                except Exception as err:
+                    # Anything else (a refused start, missing data): recorded, the trigger
+                    # goes on.
+                    self._fail_start(event, err)
+                    if guarded:
+                        self._runs_running -= 1
+                    return
+                start.outcome = "started"
         finally:
             self._in_flight -= 1
             self._starting.pop(event.key, None)
@@ -131,7 +138,13 @@ class RunStarts:
             )
         )
         del failures[:-START_FAILURES_KEPT]
-        workflow.logger.warning("run for event %s not started: %s", event.id, message[:200])
+        workflow.logger.warning(
+            "run for event %s not started: %s",
+            event.id,
+            message[:200],
+            extra=log_fields(self._spec.trigger_id, self._spec.provider, event)
+            | {"outcome": "failed"},
+        )
 
     async def _start_child(self, event: Event) -> workflow.ChildWorkflowHandle[Any, Any]:
         spec = self._spec

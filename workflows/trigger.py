@@ -49,7 +49,7 @@ with workflow.unsafe.imports_passed_through():
         WaitRunInput,
     )
     from triggers.core.events import Event
-    from workflows import backlog, intake, metering, streams
+    from workflows import backlog, intake, metering, observe, streams
     from workflows.run_starts import RunStarts
     from workflows.source_loop import SourceLoop
 
@@ -283,10 +283,12 @@ class TriggerWorkflow(RunStarts):
             if event.key in self._recent:
                 self._state.duplicates += 1
                 metering.duplicate(self._spec.provider, self._spec.trigger_id, STAGE_RECENT)
+                observe.deduplicated(self._spec, event)
                 continue
             self._remember(event.key)
             self._keep_recent(event)
             verdict = event.verdict or self._decide(event)
+            observe.received(self._spec, event, verdict)
             if verdict.counted:
                 self._count(verdict, event)
             if verdict.result == "passed":

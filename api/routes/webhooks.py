@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime
 from functools import partial
 
@@ -19,9 +20,9 @@ from api.ratelimit import retry_after_header
 from api.schemas import WebhookAccepted
 from api.state import AppState
 from triggers.contracts.metrics import STAGE_API
-from triggers.core.events import bound_event, run_workflow_id, signal_size
+from triggers.core.events import bound_event, log_fields, run_workflow_id, signal_size
 from triggers.core.signatures import SignatureError
-from triggers.infra import replays, store
+from triggers.infra import replays, store, tracing
 from triggers.infra.admission import Admission, admit
 from triggers.providers import find_provider, webhook
 
@@ -99,6 +100,13 @@ async def receive_webhook(
     delivery is captured instead (``captured: true``): not accepted, no run, also when
     the trigger is disabled.
     """
+    with tracing.webhook_span(preset, request.headers.get("traceparent")):
+        response = await _receive(preset, trigger_id, request, state)
+        tracing.annotate({"http.response.status_code": response.status_code})
+        return response
+
+
+async def _receive(preset: str, trigger_id: str, request: Request, state: AppState) -> JSONResponse:
     settings = state.settings
     # Answers before the body is read close the connection when its rest may be large.
     early = partial(webhook_http.answer, close=webhook_http.unread_body_is_large(request))
@@ -110,6 +118,7 @@ async def receive_webhook(
         return early(404, "trigger not found")
     # The canonical form: run IDs must not depend on how the sender spelled the UUID.
     trigger_id = str(tid)
+    tracing.annotate({"triggers.trigger_id": trigger_id})
     async with state.sessions() as session:
         trigger = await store.get_trigger(session, trigger_id=tid)
     info = None if trigger is None else find_provider(trigger.provider)
@@ -169,8 +178,17 @@ async def receive_webhook(
         verified=verified,
         received_at=datetime.now(UTC),
     )
-    event = bound_event(built)
+    # The event carries this request's span: its handling and its run continue the trace.
+    event = bound_event(replace(built, traceparent=tracing.traceparent()))
     run_id = run_workflow_id(trigger_id, event.key)
+    tracing.annotate(
+        {
+            "triggers.provider": trigger.provider,
+            "triggers.event_id": event.id,
+            "triggers.event_key": event.key,
+            "triggers.body_bytes": len(body),
+        }
+    )
     if listening and state.captures.catch(trigger_id, event):
         # A test event for the builder page: shown there, not accepted, no run.
         log.info("webhook %s: delivery captured as a test event", trigger_id)
@@ -188,6 +206,11 @@ async def receive_webhook(
     # sent on; the trigger workflow counts a repeat it recognises in ``duplicates``.
     duplicate = recent_key in state.recent
     would_start: bool | None = None
+    if duplicate:
+        log.info(
+            "event deduplicated",
+            extra=log_fields(trigger_id, trigger.provider, event, run_id=run_id),
+        )
     if not duplicate and config.replay_window_seconds:
         refused = await _replayed(state, trigger_id, body, event.key, config.replay_window_seconds)
         if refused is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -23,6 +24,8 @@ MAX_ATTRIBUTE_CHARS = 200
 MAX_HEADERS = 32
 MAX_HEADER_VALUE_CHARS = 1024
 MAX_HEADERS_BYTES = 4 * 1024
+# A W3C ``traceparent`` of version 00: 55 characters, lowercase hex, ids not all zeros.
+_TRACEPARENT = re.compile(r"00-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}")
 
 
 @dataclass
@@ -47,6 +50,13 @@ class Event:
     data_ref: str | None = None
     # The intake's decision (condition, input mapping), made where the event entered.
     verdict: Verdict | None = None
+    # Trace context (README "Tracing"): the W3C ``traceparent`` of the span the event
+    # entered under (its webhook request, or a source's batch span), so that its handling
+    # and its run, however much later, belong to it. Only a valid traceparent is kept.
+    traceparent: str | None = None
+    # True when that span is a source's batch span, shared by the batch's events: the
+    # event's handling then starts a trace of its own that links to the batch's.
+    trace_link: bool = False
 
 
 @dataclass
@@ -112,7 +122,22 @@ def bound_event(event: Event) -> Event:
         datacontenttype=_cut(event.datacontenttype, MAX_ATTRIBUTE_CHARS),
         time=_cut(event.time, 64),
         headers=bound_headers(event.headers),
+        traceparent=valid_traceparent(event.traceparent),
     )
+
+
+def valid_traceparent(text: str | None) -> str | None:
+    """``text`` when it is a valid W3C ``traceparent`` (version 00, 55 characters), else
+    None: trace context that came from elsewhere is kept only in that bounded form."""
+    if text is None or len(text) != 55 or not _TRACEPARENT.fullmatch(text):
+        return None
+    return text
+
+
+def trace_id_of(traceparent: str | None) -> str | None:
+    """The trace id (32 hex digits) of a valid ``traceparent``, for log records."""
+    valid = valid_traceparent(traceparent)
+    return valid[3:35] if valid else None
 
 
 def bound_headers(headers: Mapping[str, str]) -> dict[str, str]:
@@ -141,3 +166,21 @@ def _encodable(text: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
+
+
+def log_fields(
+    trigger_id: str, provider: str, event: Event, *, run_id: str | None = None
+) -> dict[str, str]:
+    """The fields of a log record about ``event`` (README "Logs"): ids only, never data or
+    header values. ``run_workflow_id`` is the run the event starts (or would start)."""
+    fields = {
+        "trigger_id": trigger_id,
+        "provider": provider,
+        "event_id": event.id,
+        "event_key": event.key,
+        "run_workflow_id": run_id or run_workflow_id(trigger_id, event.key),
+    }
+    trace_id = trace_id_of(event.traceparent)
+    if trace_id:
+        fields["trace_id"] = trace_id
+    return fields

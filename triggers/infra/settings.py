@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -124,6 +125,11 @@ class Settings(BaseSettings):
         default=False,
         description="Add a trigger_id label to the event, run and latency metrics (one "
         "series per trigger: cardinality; /metrics then shows trigger ids).",
+    )
+    log_format: Literal["text", "json"] = Field(
+        default="text",
+        description="Log records as plain text lines or as JSON lines (one object a line, "
+        "with trigger, event, run and trace ids as fields); the container image sets json.",
     )
 
     @property

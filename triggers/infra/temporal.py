@@ -11,6 +11,7 @@ from temporalio.client import Client
 from temporalio.runtime import Runtime
 
 from triggers.contracts.names import SEARCH_ATTRIBUTES
+from triggers.infra import tracing
 from triggers.infra.settings import Settings
 
 
@@ -19,13 +20,16 @@ async def connect(
 ) -> Client:
     """Connect to Temporal. ``lazy`` defers the connection to the first call, so the API can
     start (and answer 503) while Temporal is down. ``runtime`` is where the client's (and
-    its workers') SDK metrics go (``triggers.infra.metrics.Telemetry``); None: the default."""
+    its workers') SDK metrics go (``triggers.infra.metrics.Telemetry``); None: the default.
+    With tracing on, the client carries the SDK's OpenTelemetry plugin (workers built on it
+    get it from there)."""
     return await Client.connect(
         settings.temporal_address,
         namespace=settings.temporal_namespace,
         tls=settings.temporal_tls,
         lazy=lazy,
         runtime=runtime,
+        plugins=tracing.temporal_plugins(),
     )
 
 
