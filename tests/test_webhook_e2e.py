@@ -30,6 +30,7 @@ async def test_signed_delivery_starts_one_run_with_the_event_as_input(sqlite_sta
         "run_id": f"run:{tid}:delivery-1",
         "duplicate": False,
         "would_start": True,
+        "captured": False,
     }
 
     async def listed() -> list[str]:
