@@ -4,6 +4,10 @@ capture taking a delivery instead of accepting it."""
 
 from __future__ import annotations
 
+import html
+import re
+from typing import Any
+
 from tests.browser import http_sign_in
 from tests.conftest import Stack
 from tests.helpers import count_runs, github_trigger, post_github
@@ -112,3 +116,95 @@ async def test_graph_target_errors_name_the_node_next_to_the_graph(sqlite_stack:
         f"/ui/triggers/{tid}/dry-run", json={"last": 1}, headers={"x-csrf-token": bob}
     )
     assert dry.status_code == 404
+
+
+def _csrf_of(text: str) -> str:
+    found = re.search(r'name="csrf-token" content="([^"]+)"', text)
+    assert found is not None
+    return found.group(1)
+
+
+def _poll_trigger(name: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "provider": "http_poll",
+        "enabled": False,  # it polls nothing here
+        "config": {
+            "url": "https://example.com/orders",
+            "headers": {"Authorization": "Bearer {{secrets.token}}"},
+            "interval": "60s",
+        },
+        "secrets": {"token": "tok-edit-never-shown"},
+    }
+
+
+async def test_edit_form_saves_the_whole_config_and_keeps_or_removes_secrets(
+    sqlite_stack: Stack,
+) -> None:
+    s = sqlite_stack
+    tid = (await s.create_trigger(_poll_trigger("orders")))["id"]
+    await http_sign_in(s.http, s.alice)
+    shown = await s.http.get(f"/ui/triggers/{tid}/edit")
+    assert shown.status_code == 200
+    assert 'value="https://example.com/orders"' in shown.text and 'value="60s"' in shown.text
+    assert "tok-edit-never-shown" not in shown.text
+    # Every field as the page fills it, one changed: the whole config goes back.
+    form = dict(re.findall(r'name="(config\.[a-z_]+)"[^>]*value="([^"]*)"', shown.text))
+    headers = re.search(r'name="config.headers"[^>]*>([^<]*)</textarea>', shown.text)
+    assert headers is not None
+    form |= {"config.headers": html.unescape(headers.group(1)), "config.interval": "5m"}
+    posted = {"csrf": _csrf_of(shown.text), "name": "orders v2", "target.kind": "run", **form}
+    r = await s.http.post(f"/ui/triggers/{tid}/edit", data=posted)
+    assert r.status_code == 303, r.text
+    got = (await s.http.get(f"/api/triggers/{tid}", headers=s.alice)).json()
+    assert got["name"] == "orders v2" and got["config"]["interval"] == "5m"
+    assert got["config"]["headers"] == {"Authorization": "Bearer {{secrets.token}}"}
+    assert got["secret_names"] == ["token"]  # an empty secret field keeps it
+
+    bad = await s.http.post(f"/ui/triggers/{tid}/edit", data={**posted, "config.interval": "0s"})
+    assert bad.status_code == 422
+    assert re.search(r'data-for="config.interval">[^<]*at least 1s', bad.text), bad.text
+
+    # "Remove" clears a secret (and the headers that used it go with it).
+    gone = {**posted, "remove.token": "yes", "config.headers": ""}
+    assert (await s.http.post(f"/ui/triggers/{tid}/edit", data=gone)).status_code == 303
+    assert (await s.http.get(f"/api/triggers/{tid}", headers=s.alice)).json()["secret_names"] == []
+
+
+async def test_edit_form_non_owner_moving_a_destination_sees_the_403_at_the_field(
+    sqlite_stack: Stack,
+) -> None:
+    s = sqlite_stack
+    tid = (await s.create_trigger(_poll_trigger("shared orders")))["id"]
+    await s.http.put(
+        f"/api/triggers/{tid}/shares", json={"user": "bob", "role": "editor"}, headers=s.alice
+    )
+    csrf = await http_sign_in(s.http, s.bob)
+    form = {
+        "csrf": csrf,
+        "name": "shared orders",
+        "target.kind": "run",
+        "config.url": "https://example.org/elsewhere",
+        "config.headers": '{"Authorization": "Bearer {{secrets.token}}"}',
+        "config.interval": "60s",
+    }
+    r = await s.http.post(f"/ui/triggers/{tid}/edit", data=form)
+    assert r.status_code == 403
+    assert re.search(r'data-for="config.url">config.url decides where', r.text), r.text
+    assert "tok-edit-never-shown" not in r.text
+    got = (await s.http.get(f"/api/triggers/{tid}", headers=s.alice)).json()
+    assert got["config"]["url"] == "https://example.com/orders"
+    # Given again, the secret goes along: the change is saved.
+    again = await s.http.post(
+        f"/ui/triggers/{tid}/edit", data={**form, "secret.token": "tok-from-bob"}
+    )
+    assert again.status_code == 303, again.text
+    # A viewer has no edit form.
+    s.http.cookies.clear()
+    await s.http.put(
+        f"/api/triggers/{tid}/shares", json={"user": "carol", "role": "viewer"}, headers=s.alice
+    )
+    carol = await http_sign_in(s.http, s.carol)
+    assert (await s.http.get(f"/ui/triggers/{tid}/edit")).status_code == 403
+    r = await s.http.post(f"/ui/triggers/{tid}/edit", data={**form, "csrf": carol})
+    assert r.status_code == 403
