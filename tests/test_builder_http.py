@@ -6,11 +6,15 @@ from __future__ import annotations
 
 import html
 import re
+import uuid
 from typing import Any
 
+import tests.stream_providers  # noqa: F401  (registers test_json_stream)
 from tests.browser import http_sign_in
-from tests.conftest import Stack
+from tests.conftest import Stack, eventually
 from tests.helpers import count_runs, github_trigger, post_github
+from triggers.core.events import run_workflow_id
+from triggers.infra import dead_letters
 from triggers.providers import provider_names
 
 
@@ -208,3 +212,61 @@ async def test_edit_form_non_owner_moving_a_destination_sees_the_403_at_the_fiel
     assert (await s.http.get(f"/ui/triggers/{tid}/edit")).status_code == 403
     r = await s.http.post(f"/ui/triggers/{tid}/edit", data={**form, "csrf": carol})
     assert r.status_code == 403
+
+
+async def _dead_letter(s: Stack, tid: str, key: str, raw: bytes, reason: str) -> str:
+    assert s.app is not None
+    await dead_letters.record(
+        s.app.state.triggers.sessions,
+        trigger_id=tid,
+        key=key,
+        reason=reason,
+        headers={},
+        raw=raw,
+        attempts=3,
+    )
+    async with s.app.state.triggers.sessions() as db:
+        rows, _ = await dead_letters.list_page(db, trigger_id=uuid.UUID(tid), limit=50)
+    (row,) = [r for r in rows if r.key == key]
+    return str(row.id)
+
+
+async def test_dead_letters_listed_and_redriven_from_the_page(sqlite_stack: Stack) -> None:
+    s = sqlite_stack
+    body = {"name": "stream", "provider": "test_json_stream", "config": {"require": "id"}}
+    tid = (await s.create_trigger(body))["id"]
+    poison = await _dead_letter(s, tid, "orders/7", b'{"x": 1}', "no field 'id'")
+    fixed = await _dead_letter(s, tid, "orders/8", b'{"id": 8}', "over the size limit")
+    await s.http.put(
+        f"/api/triggers/{tid}/shares", json={"user": "bob", "role": "viewer"}, headers=s.alice
+    )
+    bob = await http_sign_in(s.http, s.bob)
+    shown = await s.http.get(f"/ui/triggers/{tid}")
+    assert "orders/7" in shown.text and "no field &#39;id&#39;" in shown.text
+    assert f"/dead-letters/{poison}/redrive" not in shown.text  # a viewer has no button
+    refused = await s.http.post(
+        f"/ui/triggers/{tid}/dead-letters/{poison}/redrive", data={"csrf": bob}
+    )
+    assert refused.status_code == 403
+
+    s.http.cookies.clear()
+    csrf = await http_sign_in(s.http, s.alice)
+    url = f"/ui/triggers/{tid}/dead-letters/{{}}/redrive"
+    assert (await s.http.post(url.format(fixed), data={})).status_code == 403  # no CSRF token
+    still = await s.http.post(url.format(poison), data={"csrf": csrf})
+    assert still.status_code == 422
+    assert re.search(
+        rf'data-for="dl.{poison}">still cannot become an event: no field &#39;id&#39;', still.text
+    ), still.text
+    done = await s.http.post(url.format(fixed), data={"csrf": csrf})
+    assert done.status_code == 303, done.text
+    run_id = run_workflow_id(tid, "orders/8")
+
+    async def started() -> bool:
+        return await s.client.get_workflow_handle(run_id).describe() is not None
+
+    await eventually(started)
+    page = await s.http.get(f"/ui/triggers/{tid}")
+    assert re.search(rf"data-redriven>Redriven [^<]*<code>{re.escape(run_id)}</code>", page.text)
+    missing = await s.http.post(url.format(uuid.uuid4()), data={"csrf": csrf})
+    assert missing.status_code == 404 and "dead letter not found" in missing.text

@@ -204,7 +204,7 @@ if (page) {
     const e = JSON.parse(m.data);
     const row = el("tr", { "data-outcome": e.outcome });
     row.appendChild(el("td", { "data-label": "Time" }, e.time));
-    row.appendChild(el("td", { "data-label": "Event" }, e.event_id || "—"));
+    row.appendChild(el("td", { "data-label": e.outcome === "dead-lettered" ? "Position" : "Event" }, e.event_id || "—"));
     row.appendChild(el("td", { "data-label": "Type" }, e.type || "—"));
     const outcome = el("td", { "data-label": "Outcome" });
     outcome.appendChild(el("span", { class: "badge outcome-" + e.outcome.replace(/ /g, "-") }, e.outcome));
@@ -214,7 +214,7 @@ if (page) {
     if (e.run_url) run.appendChild(el("a", { href: e.run_url, target: "_blank", rel: "noopener" }, e.run_id));
     else run.textContent = e.run_id || "—";
     row.appendChild(run);
-    const key = e.key || "dup-" + Math.random();
+    const key = e.row || e.key || "dup-" + Math.random();
     if (rows[key]) rows[key].replaceWith(row); else log.prepend(row);
     rows[key] = row;
   });
