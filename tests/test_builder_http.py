@@ -4,15 +4,19 @@ capture taking a delivery instead of accepting it."""
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import re
 import uuid
 from typing import Any
 
 import tests.stream_providers  # noqa: F401  (registers test_json_stream)
+from api.ui import status_view
+from api.ui.web import templates
 from tests.browser import http_sign_in
 from tests.conftest import Stack, eventually
 from tests.helpers import count_runs, github_trigger, post_github
+from triggers.contracts.trigger import StreamStatus, TriggerStatus
 from triggers.core.events import run_workflow_id
 from triggers.infra import dead_letters
 from triggers.providers import provider_names
@@ -270,3 +274,38 @@ async def test_dead_letters_listed_and_redriven_from_the_page(sqlite_stack: Stac
     assert re.search(rf"data-redriven>Redriven [^<]*<code>{re.escape(run_id)}</code>", page.text)
     missing = await s.http.post(url.format(uuid.uuid4()), data={"csrf": csrf})
     assert missing.status_code == 404 and "dead letter not found" in missing.text
+
+
+@dataclasses.dataclass
+class _WithHealth(TriggerStatus):
+    """A status with a field the page has no code for (as a new one would come)."""
+
+    health: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+def test_status_shows_stream_health_and_held_first_and_new_objects_generically() -> None:
+    status = _WithHealth(
+        trigger_id="t",
+        workflow_id="w",
+        name="n",
+        enabled=False,
+        config_version=1,
+        stream=StreamStatus(state="paused", paused_by_backpressure=True, lag=42, reconnects=2),
+        held=3,
+        health={"state": "degraded", "reason": "lag over 1000"},
+    )
+    html_text = templates.get_template("status.html").render(rows=status_view.rows(status))
+    groups = re.findall(r'<section class="group([^"]*)" data-field="([a-z_]+)"', html_text)
+    assert groups == [("", "health"), (" attention", "stream")]
+    assert re.search(r"data-held>3 stream event\(s\) held", html_text)
+    for field, text in [
+        ("stream.state", "paused"),
+        ("stream.lag", "42"),
+        ("stream.reconnects", "2"),
+        ("stream.dead_letters", "0"),
+        ("health.reason", "lag over 1000"),
+    ]:
+        assert re.search(rf'data-field="{field}">\s*<dt>[^<]*</dt>\s*<dd>{text}</dd>', html_text)
+    assert re.search(r'kv attention" data-field="stream.paused_by_backpressure">', html_text)
+    # The groups come before the plain fields, the stream's state first of its group.
+    assert html_text.index('data-field="stream"') < html_text.index('data-field="running"')
