@@ -6,6 +6,7 @@ with its Web UI, so a run's link can be followed. Each test saves a screenshot u
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -16,11 +17,13 @@ import pytest
 from playwright.async_api import Browser, expect
 from temporalio.client import Client
 
+import tests.stream_providers  # noqa: F401  (registers test_json_stream)
 from tests.browser import WAIT_MS, browser, new_page, shot, sign_in
 from tests.conftest import Stack, stack_with_worker
 from tests.helpers import SECRET, count_runs, github_body, github_trigger, post_github, status_of
 from tests.live_server import serve
 from triggers.core.events import run_workflow_id
+from triggers.infra import dead_letters
 from triggers.infra.db import upgrade
 from workers.devserver import DevServer
 
@@ -207,6 +210,154 @@ async def test_another_user_cannot_see_the_trigger_page(
     await page.goto(f"{base}/ui/triggers")
     await expect(page.get_by_role("link", name="alice only")).to_have_count(0)
     await shot(page, "second-user-phone-width")
+    await page.context.close()
+
+
+GRAPH = {
+    "nodes": [
+        {"id": "is_main", "type": "if", "condition": 'event.data.ref == "refs/heads/main"'},
+        {"id": "note", "type": "log", "message": "'main'"},
+        {"id": "other", "type": "log", "message": "'elsewhere'"},
+    ],
+    "edges": [
+        {"source": "is_main", "target": "note", "branch": "true"},
+        {"source": "is_main", "target": "other", "branch": "false"},
+    ],
+}
+
+
+@pytest.mark.timeout(30)
+async def test_graph_target_as_json_is_drawn_and_an_invalid_one_names_the_node(
+    ui: tuple[Stack, str], browser: Browser
+) -> None:
+    s, base = ui
+    page = await new_page(browser)
+    await sign_in(page, base, s.alice)
+    await page.goto(f"{base}/ui/new/webhook")
+    await page.locator("#f-name").fill("graph drawn")
+    await page.get_by_label("Preset").select_option("github")
+    await page.get_by_label("signing_secret (required)").fill(SECRET)
+    await page.get_by_label("Each event that passes starts").select_option("graph")
+    await page.get_by_label("Graph (JSON: nodes and edges)").fill(json.dumps(GRAPH))
+    diagram = page.get_by_role("img", name="Graph diagram")
+    await expect(diagram.locator("g.node")).to_have_count(3)
+    await expect(diagram.locator("line.edge")).to_have_count(2)
+    for node_id in ("is_main", "note", "other"):
+        await expect(diagram.locator("g.node text", has_text=node_id)).to_have_count(1)
+    await expect(diagram.locator("text.branch")).to_have_text(["true", "false"])
+    await shot(page, "graph-diagram")
+
+    # A node with a bad expression: the API's message, naming the node, next to the graph.
+    bad = json.loads(json.dumps(GRAPH))
+    bad["nodes"][1]["message"] = "'main' +"
+    await page.get_by_label("Graph (JSON: nodes and edges)").fill(json.dumps(bad))
+    await page.get_by_role("button", name="Create trigger").click()
+    api = await s.http.post(
+        "/api/triggers",
+        json={**github_trigger("x"), "target": {"kind": "graph", "graph": bad}},
+        headers=s.alice,
+    )
+    assert api.status_code == 422, api.text
+    (msg,) = [e["msg"] for e in api.json()["detail"]]
+    assert "note" in msg
+    await expect(page.locator('[data-for="target.graph"]')).to_have_text(msg)
+    await expect(page.get_by_label("Graph (JSON: nodes and edges)")).to_have_attribute(
+        "aria-invalid", "true"
+    )
+    # The form kept the graph, so it is still drawn.
+    await expect(diagram.locator("g.node")).to_have_count(3)
+    assert SECRET not in await page.content()
+    await shot(page, "graph-error-names-node")
+    await page.context.close()
+
+
+@pytest.mark.timeout(30)
+async def test_edit_form_changes_the_poll_interval_and_shows_the_api_message(
+    ui: tuple[Stack, str], browser: Browser
+) -> None:
+    s, base = ui
+    body = {
+        "name": "orders to edit",
+        "provider": "http_poll",
+        "enabled": False,  # it polls nothing here
+        "config": {
+            "url": "https://example.com/orders",
+            "headers": {"Authorization": "Bearer {{secrets.token}}"},
+        },
+        "secrets": {"token": "tok-edit-ui-never-shown"},
+    }
+    tid = (await s.create_trigger(body))["id"]
+    page = await new_page(browser)
+    await sign_in(page, base, s.alice)
+    await page.goto(f"{base}/ui/triggers/{tid}")
+    await page.get_by_role("link", name="Edit").click()
+    interval = page.get_by_label("Interval")
+    await expect(interval).to_have_value("60s")
+    await expect(page.get_by_label("Url")).to_have_value("https://example.com/orders")
+    assert "tok-edit-ui-never-shown" not in await page.content()
+    await interval.fill("0s")
+    await page.get_by_role("button", name="Save changes").click()
+    whole = (await s.http.get(f"/api/triggers/{tid}", headers=s.alice)).json()["config"]
+    api = await s.http.patch(
+        f"/api/triggers/{tid}", json={"config": {**whole, "interval": "0s"}}, headers=s.alice
+    )
+    assert api.status_code == 422
+    (msg,) = [e["msg"] for e in api.json()["detail"] if e["loc"][-1] == "interval"]
+    await expect(page.locator('[data-for="config.interval"]')).to_have_text(msg)
+    await expect(interval).to_have_attribute("aria-invalid", "true")
+    await shot(page, "edit-form-error")
+
+    await interval.fill("2m")
+    await page.get_by_role("button", name="Save changes").click()
+    await expect(page.get_by_role("heading", name="orders to edit")).to_be_visible()
+    got = (await s.http.get(f"/api/triggers/{tid}", headers=s.alice)).json()
+    assert got["config"] == {**whole, "interval": "2m"}
+    assert got["secret_names"] == ["token"]  # the empty secret field kept it
+    await expect(page.locator("#definition pre").first).to_contain_text('"interval": "2m"')
+    await page.context.close()
+
+
+@pytest.mark.timeout(30)
+async def test_dead_letter_in_the_live_log_and_redriven_from_the_page(
+    ui: tuple[Stack, str], browser: Browser
+) -> None:
+    s, base = ui
+    assert s.app is not None
+    body = {"name": "json stream", "provider": "test_json_stream", "config": {}}
+    tid = (await s.create_trigger(body))["id"]
+    await dead_letters.record(
+        s.app.state.triggers.sessions,
+        trigger_id=tid,
+        key="orders/41",
+        reason="over the size limit",
+        headers={},
+        raw=b'{"order": 41}',
+        attempts=2,
+    )
+    page = await new_page(browser, width=390, height=844)  # a phone
+    await sign_in(page, base, s.alice)
+    await page.goto(f"{base}/ui/triggers/{tid}")
+    logged = page.locator('[data-log] tr[data-outcome="dead-lettered"]')
+    await expect(logged).to_contain_text("over the size limit (position orders/41, 2 attempt(s))")
+    await expect(page.locator('[data-field="stream"]')).to_be_visible()
+    await expect(page.locator('[data-field="stream.dead_letters"] dd')).to_have_count(1)
+    row = page.locator("[data-dead-letter]")
+    await expect(row).to_contain_text("orders/41")
+    await expect(row).to_contain_text("over the size limit")
+    await page.get_by_role("button", name="Redrive orders/41").click()
+
+    run_id = run_workflow_id(tid, "orders/41")
+    link = page.locator("[data-dead-letter] [data-redriven] a")
+    await expect(link).to_have_text(run_id)
+    desc = await s.client.get_workflow_handle(run_id).describe()
+    ui_url = s.settings.temporal_ui_url
+    expected = (
+        f"{ui_url}/namespaces/default/workflows/{quote(run_id, safe='')}/{desc.run_id}/history"
+    )
+    assert await link.get_attribute("href") == expected
+    await expect(logged.get_by_role("link")).to_have_attribute("href", expected)
+    await expect(page.locator('[data-log] tr[data-outcome="started"]')).to_have_count(1)
+    await shot(page, "dead-letter-redriven-phone")
     await page.context.close()
 
 

@@ -8,7 +8,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from fastapi.staticfiles import StaticFiles
 
-from api.ui import create, live, pages
+from api.ui import create, edit, live, pages
 from api.ui.web import HERE, FormTooLarge, SignInNeeded, page, redirect
 
 
@@ -28,8 +28,9 @@ async def _too_large(request: Request, _exc: Exception) -> Response:
 
 
 def install(app: FastAPI) -> None:
-    # The live routes first: the trigger page's ``/{action}`` posts would match theirs.
+    # The live and edit routes first: the trigger page's ``/{action}`` posts would match.
     app.include_router(live.router)
+    app.include_router(edit.router)
     app.include_router(pages.router)
     app.include_router(create.router)
     app.mount("/ui/static", StaticFiles(directory=HERE / "static"), name="ui-static")

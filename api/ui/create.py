@@ -30,7 +30,7 @@ def _provider(name: str) -> ProviderInfo | None:
     return find_provider(name[:64])
 
 
-def _fields(info: ProviderInfo) -> list[Field]:
+def fields_of(info: ProviderInfo) -> list[Field]:
     return forms.config_fields(provider_detail(info).config_schema)
 
 
@@ -45,7 +45,7 @@ def _render(
             "me": signed.user,
             "csrf": signed.session.csrf,
             "provider": detail,
-            "fields": _fields(info),
+            "fields": fields_of(info),
             "secret_names": sorted(info.allowed_secrets),
             "required_secrets": info.required_secrets,
             "named_slots": range(NAMED_SECRET_SLOTS) if info.secret_pattern else range(0),
@@ -91,7 +91,7 @@ def _secrets(info: ProviderInfo, form: Values) -> dict[str, str]:
     return out
 
 
-def _target(form: Values) -> dict[str, Any]:
+def target_of(form: Values) -> dict[str, Any]:
     kind = form.values.get("target.kind", "run") or "run"
     target: dict[str, Any] = {"kind": kind}
     if kind == "workflow":
@@ -110,9 +110,9 @@ def body_of(info: ProviderInfo, form: Values) -> dict[str, Any]:
     body: dict[str, Any] = {
         "name": form.values.get("name", "").strip(),
         "provider": info.name,
-        "config": forms.config_of(_fields(info), form),
+        "config": forms.config_of(fields_of(info), form),
         "secrets": _secrets(info, form),
-        "target": _target(form),
+        "target": target_of(form),
         "enabled": form.values.get("enabled") == "on",
     }
     condition = form.values.get("condition", "").strip()
@@ -121,8 +121,8 @@ def body_of(info: ProviderInfo, form: Values) -> dict[str, Any]:
     return body
 
 
-def _show_errors(info: ProviderInfo, form: Values, errors: list[dict[str, Any]]) -> None:
-    known = [f.name for f in _fields(info)] + list(TARGET_FIELDS) + list(FIXED_FIELDS)
+def show_errors(info: ProviderInfo, form: Values, errors: list[dict[str, Any]]) -> None:
+    known = [f.name for f in fields_of(info)] + list(TARGET_FIELDS) + list(FIXED_FIELDS)
     for err in errors:
         form.error(forms.field_of_loc(err.get("loc", ()), known), str(err.get("msg", "")))
 
@@ -139,14 +139,14 @@ async def create(request: Request, signed: SignedDep, provider: str) -> Response
     try:
         body = TriggerCreate.model_validate(raw)
     except ValidationError as exc:
-        _show_errors(
+        show_errors(
             info, form, clean_errors([{**e, "loc": ("body", *e["loc"])} for e in exc.errors()])
         )
         return _render(request, signed, info, form, 422)
     try:
         trigger = await lifecycle.create(signed.state, signed.db, signed.user, body)
     except RequestValidationError as exc:
-        _show_errors(info, form, clean_errors(exc.errors()))
+        show_errors(info, form, clean_errors(exc.errors()))
         return _render(request, signed, info, form, 422)
     except HTTPException as exc:
         form.error("", str(exc.detail))

@@ -84,7 +84,8 @@ def _kind(schema: Mapping[str, Any]) -> str:
     return "json"
 
 
-def _default_text(value: Any, kind: str) -> str:
+def text_of(value: Any, kind: str) -> str:
+    """A config value as its form field shows it."""
     if value is None:
         return ""
     if kind == "json":
@@ -118,7 +119,7 @@ def config_fields(schema: Mapping[str, Any], prefix: str = "config") -> list[Fie
                 required=name in required,
                 description=str(raw.get("description") or prop.get("description") or ""),
                 options=options,
-                default=_default_text(raw.get("default"), kind),
+                default=text_of(raw.get("default"), kind),
                 pattern=prop.get("pattern") if isinstance(prop.get("pattern"), str) else None,
                 minimum=prop.get("minimum"),
                 maximum=prop.get("maximum"),

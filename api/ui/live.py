@@ -142,7 +142,7 @@ async def _events(
             try:
                 async with state.sessions() as db:
                     status = await lifecycle.runtime_status(state, db, user, trigger.id)
-                entries = await log.update(status)
+                    entries = await log.update(status, db)
             except HTTPException as exc:
                 if exc.status_code == 404:
                     yield _sse("gone", {"detail": "trigger not found"})

@@ -17,8 +17,10 @@ from pydantic import ValidationError
 from api import control
 from api.deps import SessionDep, StateDep
 from api.routes import shares as share_routes
+from api.routes.dead_letters import redrive_dead_letter
 from api.schemas import ShareIn
 from api.services import triggers as lifecycle
+from api.ui import dead_letters as dead_letter_view
 from api.ui import status_view
 from api.ui.forms import Values
 from api.ui.session import (
@@ -149,7 +151,11 @@ async def trigger_list(
 
 
 async def _trigger_page(
-    request: Request, signed: SignedDep, trigger_id: uuid.UUID, form: Values | None = None
+    request: Request,
+    signed: SignedDep,
+    trigger_id: uuid.UUID,
+    form: Values | None = None,
+    code: int = 200,
 ) -> Response:
     try:
         trigger, role = await lifecycle.load(signed.db, signed.user, trigger_id, "viewer")
@@ -163,6 +169,8 @@ async def _trigger_page(
         status = await lifecycle.runtime_status(signed.state, signed.db, signed.user, trigger_id)
     except HTTPException as exc:
         status_error = str(exc.detail)
+    stream = dead_letter_view.is_stream(trigger)
+    letters = await dead_letter_view.listing(signed.state, signed.db, trigger)
     return page(
         request,
         "trigger.html",
@@ -176,7 +184,9 @@ async def _trigger_page(
             "status_error": status_error,
             "signing": status_view.signing_help(public.config),
             "form": form or Values(),
+            "dead_letters": letters if stream or letters.total else None,
         },
+        status_code=code,
     )
 
 
@@ -245,3 +255,23 @@ async def _share(
             form.error("share.user", err["msg"])
         return await _trigger_page(request, signed, trigger_id, form)
     return redirect(f"/ui/triggers/{trigger_id}#shares")
+
+
+@router.post("/ui/triggers/{trigger_id}/dead-letters/{dl_id}/redrive")
+async def redrive(
+    request: Request, signed: SignedDep, trigger_id: uuid.UUID, dl_id: uuid.UUID
+) -> Response:
+    """The API's redrive (its route function: editor or owner, its rules and answers); its
+    refusal is shown next to the dead letter."""
+    form = await posted(request, signed)
+    try:
+        await redrive_dead_letter(trigger_id, dl_id, signed.state, signed.db, signed.user)
+    except RequestValidationError as exc:
+        message = "; ".join(str(e["msg"]) for e in clean_errors(exc.errors()))
+        form.error(f"dl.{dl_id}", message)
+        return await _trigger_page(request, signed, trigger_id, form, 422)
+    except HTTPException as exc:
+        where = "dead-letters" if exc.status_code == 404 else f"dl.{dl_id}"
+        form.error(where, _detail(exc.detail))
+        return await _trigger_page(request, signed, trigger_id, form, exc.status_code)
+    return redirect(f"/ui/triggers/{trigger_id}#dead-letters")

@@ -1,6 +1,9 @@
 """A trigger's runtime status as the page shows it: every field of ``TriggerStatus``, the
 health fields first, the rest in the dataclass's order, so a field added to the status
-shows up with no UI code. Scalars as text, lists and objects as JSON."""
+shows up with no UI code. Scalars as text; an object of scalars (the stream's health, or
+any such object added later) as a group of its own fields, shown open; other lists and
+objects as JSON. Values that need attention (a backpressure pause, held events, dead
+letters, an error) are marked."""
 
 from __future__ import annotations
 
@@ -16,6 +19,9 @@ FIRST = (
     "status",
     "running",
     "last_error",
+    "health",
+    "stream",
+    "held",
     "consecutive_errors",
     "next_retry_at",
     "next_at",
@@ -33,12 +39,26 @@ HIDDEN = {"trigger_id", "workflow_id", "name"}
 MAX_SHOWN_CHARS = 20_000
 
 
+# Marked when their value is set (true, non-zero, not empty).
+ATTENTION = {
+    "last_error",
+    "paused_by_backpressure",
+    "held",
+    "dead_letters",
+    "consecutive_errors",
+    "failed_starts",
+}
+
+
 @dataclass(frozen=True)
 class Row:
     name: str
     label: str
     text: str
     structured: bool
+    attention: bool = False
+    # An object of scalars: its fields, each a row.
+    children: tuple[Row, ...] = ()
 
 
 def _label(name: str) -> str:
@@ -60,15 +80,37 @@ def _text(value: Any) -> tuple[str, bool]:
     return text, True
 
 
+def _flat(value: Any) -> bool:
+    return (
+        isinstance(value, dict)
+        and bool(value)
+        and all(v is None or isinstance(v, str | int | float | bool) for v in value.values())
+    )
+
+
+def _row(name: str, key: str, value: Any) -> Row:
+    if _flat(value):
+        children = tuple(_row(f"{name}.{k}", str(k), v) for k, v in value.items())
+        return Row(
+            name=name,
+            label=_label(key),
+            text="",
+            structured=False,
+            attention=any(c.attention for c in children),
+            children=children,
+        )
+    text, structured = _text(value)
+    attention = key in ATTENTION and bool(value) and not isinstance(value, dict | list)
+    return Row(name=name, label=_label(key), text=text, structured=structured, attention=attention)
+
+
 def rows(status: TriggerStatus) -> list[Row]:
     values = dataclasses.asdict(status)
     names = [n for n in FIRST if n in values]
     names += [n for n in values if n not in names and n not in HIDDEN]
-    out = []
-    for name in names:
-        text, structured = _text(values[name])
-        out.append(Row(name=name, label=_label(name), text=text, structured=structured))
-    return out
+    out = [_row(name, name, values[name]) for name in names]
+    # Groups (the stream's health, …) first after the state: they are what to read.
+    return out[:1] + [r for r in out[1:] if r.children] + [r for r in out[1:] if not r.children]
 
 
 _SIGNING = {

@@ -92,12 +92,14 @@ function drawGraph(box, graph) {
     list.forEach((n, i) => { pos[n.id] = { x: 10 + Number(d) * (W + GX), y: 10 + i * (H + GY) }; });
   });
   const cols = Object.keys(layers).length;
-  const root = svg("svg", { viewBox: `0 0 ${cols * (W + GX) + 20} ${maxRow * (H + GY) + 20}`, class: "graph" });
+  const width = cols * (W + GX) + 20, height = maxRow * (H + GY) + 20;
+  // Drawn at its own size (never scaled up), narrower on a narrow screen.
+  const root = svg("svg", { viewBox: `0 0 ${width} ${height}`, width, height, class: "graph" });
   edges.forEach((e) => {
     const a = pos[e.source], b = pos[e.target];
     if (!a || !b) return;
     root.appendChild(svg("line", { x1: a.x + W, y1: a.y + H / 2, x2: b.x, y2: b.y + H / 2, class: "edge" }));
-    if (e.branch) root.appendChild(svg("text", { x: (a.x + W + b.x) / 2, y: (a.y + b.y + H) / 2 - 4, class: "branch" }, e.branch));
+    if (e.branch) root.appendChild(svg("text", { x: (a.x + W + b.x) / 2, y: (a.y + b.y + H) / 2 - 4, "text-anchor": "middle", class: "branch" }, e.branch));
   });
   nodes.forEach((n) => {
     const p = pos[n.id];
@@ -204,7 +206,7 @@ if (page) {
     const e = JSON.parse(m.data);
     const row = el("tr", { "data-outcome": e.outcome });
     row.appendChild(el("td", { "data-label": "Time" }, e.time));
-    row.appendChild(el("td", { "data-label": "Event" }, e.event_id || "—"));
+    row.appendChild(el("td", { "data-label": e.outcome === "dead-lettered" ? "Position" : "Event" }, e.event_id || "—"));
     row.appendChild(el("td", { "data-label": "Type" }, e.type || "—"));
     const outcome = el("td", { "data-label": "Outcome" });
     outcome.appendChild(el("span", { class: "badge outcome-" + e.outcome.replace(/ /g, "-") }, e.outcome));
@@ -214,8 +216,16 @@ if (page) {
     if (e.run_url) run.appendChild(el("a", { href: e.run_url, target: "_blank", rel: "noopener" }, e.run_id));
     else run.textContent = e.run_id || "—";
     row.appendChild(run);
-    const key = e.key || "dup-" + Math.random();
+    const key = e.row || e.key || "dup-" + Math.random();
     if (rows[key]) rows[key].replaceWith(row); else log.prepend(row);
     rows[key] = row;
+    // A redriven dead letter's run link also goes to its row in the dead-letter list.
+    if (e.row && e.row.startsWith("dead-letter:") && e.run_url) {
+      const id = CSS.escape(e.row.slice("dead-letter:".length));
+      const cell = document.querySelector(`[data-dead-letter="${id}"] [data-redriven]`);
+      if (cell && !cell.querySelector("a")) {
+        cell.replaceChildren("Redriven: ", el("a", { href: e.run_url, target: "_blank", rel: "noopener" }, e.run_id));
+      }
+    }
   });
 }
