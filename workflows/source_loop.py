@@ -15,7 +15,7 @@ from temporalio.workflow import ActivityCancellationType, ActivityHandle
 with workflow.unsafe.imports_passed_through():
     from triggers.contracts.names import PROVIDER_CONFIG_ERROR, RUN_SOURCE_ACTIVITY
     from triggers.contracts.source import SourceInput, SourceResult
-    from workflows import streams
+    from workflows import health, streams
 
 if TYPE_CHECKING:
     from workflows.trigger import TriggerWorkflow
@@ -152,7 +152,7 @@ class SourceLoop:
         if version != self._wf.spec.config_version or not self._wf.spec.enabled:
             return  # a result of an older config: its cursor was not accepted either
         if result.cursor is not None:
-            state.cursor = result.cursor
+            health.move_cursor(state, result.cursor)
         state.next_at = None if result.finished else result.next_at
         state.resume_at = result.resume_at
         state.status = "finished" if result.finished else "active"
@@ -167,6 +167,7 @@ class SourceLoop:
             state.status, state.last_error = "active", None
             state.consecutive_errors = 0
             state.next_retry_at = None
+        health.source_retry(state)
 
     async def _retry_later(self, version: int, error: BaseException) -> None:
         """Transient failure (or a dead worker): capped exponential backoff with jitter, or
