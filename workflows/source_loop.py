@@ -167,13 +167,13 @@ class SourceLoop:
             state.status, state.last_error = "active", None
             state.consecutive_errors = 0
             state.next_retry_at = None
-        health.source_retry(state)
 
     async def _retry_later(self, version: int, error: BaseException) -> None:
         """Transient failure (or a dead worker): capped exponential backoff with jitter, or
         the source's own Retry-After; a config change or a disable cuts the wait short."""
         state = self._wf.state
         state.consecutive_errors += 1
+        health.source_retry(state)  # its next attempt is a reconnect
         state.status = "degraded"
         state.last_error = (
             error.message if isinstance(error, ApplicationError | ActivityError) else str(error)
