@@ -256,7 +256,8 @@ class SourceActivities:
         # Every log line of this process masks these while the loop holds them.
         if inp.recovering:
             self._metrics.reconnected(trigger.provider, inp.trigger_id)
-        with redaction.hold(secrets.values()), self._metrics.source_loop(trigger.provider):
+        loop = self._metrics.source_loop(trigger.provider, inp.trigger_id)
+        with redaction.hold(secrets.values()), loop:
             return await self._run(inp, trigger, provider_info.source, config, secrets, allowlist)
 
     async def _run(
@@ -300,6 +301,7 @@ class SourceActivities:
                     limits=Limits.of(provider, config),
                     secrets=secrets,
                     on_accepted=accepted,
+                    on_health=self._metrics.stream_observer(trigger.provider, inp.trigger_id),
                 )
                 return await run_stream(
                     runtime,

@@ -129,10 +129,13 @@ class StreamRuntime:
         limits: Limits,
         secrets: dict[str, str] | None = None,
         on_accepted: Callable[[int], None] | None = None,
+        on_health: Callable[[str, StreamHealth], None] | None = None,
     ) -> None:
         self._client = client
-        # Told how many events each persisted signal carried (the received metric).
+        # Told how many events each persisted signal carried (the received metric), and
+        # the stream's state and health as they change (the source health gauges).
         self._on_accepted = on_accepted
+        self._on_health = on_health
         self._sessions = sessions
         self._provider = provider
         self._trigger_id = trigger_id
@@ -350,6 +353,7 @@ class StreamRuntime:
         )
         if events and self._on_accepted is not None:
             self._on_accepted(len(events))
+        self._observed()
         self._dead_unreported -= report.dead_lettered
         self._reported, self._reported_at = (report.lag, report.pending), time.monotonic()
 
@@ -392,7 +396,12 @@ class StreamRuntime:
                 self.health = await asyncio.wait_for(self._provider.health(), HEALTH_TIMEOUT)
             except Exception as exc:
                 log.debug("stream %s: health unknown: %s", self._trigger_id, describe(exc))
+            self._observed()
             await asyncio.sleep(HEALTH_EVERY)
+
+    def _observed(self) -> None:
+        if self._on_health is not None:
+            self._on_health(self.state, self.health)
 
 
 async def run_stream(

@@ -27,6 +27,7 @@ from api.routes import (
     me,
     providers,
     shares,
+    trigger_health,
     triggers,
     webhooks,
 )
@@ -101,6 +102,7 @@ def create_app(
     # Outside CatchAll: a 500 it answers is counted too.
     app.add_middleware(WebhookAnswers, metrics=metrics)
     app.include_router(health.router)
+    app.include_router(trigger_health.router)
     app.include_router(me.router)
     app.include_router(triggers.router)
     app.include_router(shares.router)

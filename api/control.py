@@ -191,16 +191,19 @@ async def configure(client: Client, trigger: Trigger, *, task_queue: str) -> Non
             raise
 
 
-async def runtime_status(client: Client, trigger_id: str) -> TriggerStatus | None:
-    """The trigger workflow's own status report (its query); None when it does not run."""
+async def runtime_status(
+    client: Client, trigger_id: str, *, rpc_timeout: timedelta = _RPC_TIMEOUT
+) -> TriggerStatus | None:
+    """The trigger workflow's own status report (its query); None when it does not run.
+    Each of its two calls (describe, query) takes at most ``rpc_timeout``."""
     handle = client.get_workflow_handle(trigger_workflow_id(trigger_id))
     try:
-        desc = await handle.describe(rpc_timeout=_RPC_TIMEOUT)
+        desc = await handle.describe(rpc_timeout=rpc_timeout)
         if desc.status is None or desc.status.name != "RUNNING":
             return None
         try:
             status: TriggerStatus = await handle.query(
-                STATUS_QUERY, result_type=TriggerStatus, rpc_timeout=_RPC_TIMEOUT
+                STATUS_QUERY, result_type=TriggerStatus, rpc_timeout=rpc_timeout
             )
         except RPCError as exc:
             if exc.status in _TIMED_OUT:
@@ -267,6 +270,12 @@ async def runs_in_flight(client: Client, trigger_id: str) -> int:
             await _raise_if_attributes_missing(client)
         raise
     return found.count
+
+
+def failure_cause(exc: BaseException) -> str | None:
+    """What went wrong with a call to Temporal, in words (as a 503's detail says it); None
+    when ``exc`` is not about Temporal."""
+    return _cause(exc)
 
 
 def _cause(exc: BaseException) -> str | None:

@@ -9,6 +9,7 @@ import json
 import os
 import signal
 import sys
+import time
 import traceback
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -121,9 +122,14 @@ async def test_receives_every_entry_with_stable_keys_and_ack_clears_pending(
         assert got[7].time.timestamp() * 1000 == int(ids[7].split("-")[0])
         health = await provider.health()
         assert (health.pending, health.lag) == (100, 0)
+        # The oldest entry delivered and not acked: the first one, added moments ago.
+        oldest = got[0].time.timestamp()
+        assert health.oldest_age_seconds is not None
+        assert 0 <= health.oldest_age_seconds <= time.time() - oldest + 1
         await provider.ack(got)
         health = await provider.health()
         assert (health.pending, health.lag) == (0, 0)
+        assert health.oldest_age_seconds is None
         assert await provider.receive(10) == []
 
 

@@ -26,7 +26,7 @@ with workflow.unsafe.imports_passed_through():
     from triggers.contracts.trigger import StartFailure, TriggerSpec, TriggerState
     from triggers.core.conditions import TriggerInfo, decide_run
     from triggers.core.events import Event, Verdict, log_fields, run_workflow_id
-    from workflows import intake, metering, observe
+    from workflows import health, intake, metering, observe
 
 CONDITION_ERRORS_KEPT = 20
 START_FAILURES_KEPT = 100
@@ -107,6 +107,7 @@ class RunStarts:
             self._in_flight -= 1
             self._starting.pop(event.key, None)
         self._state.runs_started += 1
+        health.run_started(self._state)
         metering.run_started(self._spec.provider, self._spec.trigger_id, event.time)
         if not guarded:
             # Nobody awaits an abandoned run's handle: retrieve its outcome, or asyncio logs

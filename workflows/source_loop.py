@@ -15,7 +15,7 @@ from temporalio.workflow import ActivityCancellationType, ActivityHandle
 with workflow.unsafe.imports_passed_through():
     from triggers.contracts.names import PROVIDER_CONFIG_ERROR, RUN_SOURCE_ACTIVITY
     from triggers.contracts.source import SourceInput, SourceResult
-    from workflows import streams
+    from workflows import health, streams
 
 if TYPE_CHECKING:
     from workflows.trigger import TriggerWorkflow
@@ -152,7 +152,7 @@ class SourceLoop:
         if version != self._wf.spec.config_version or not self._wf.spec.enabled:
             return  # a result of an older config: its cursor was not accepted either
         if result.cursor is not None:
-            state.cursor = result.cursor
+            health.move_cursor(state, result.cursor)
         state.next_at = None if result.finished else result.next_at
         state.resume_at = result.resume_at
         state.status = "finished" if result.finished else "active"
@@ -173,6 +173,7 @@ class SourceLoop:
         the source's own Retry-After; a config change or a disable cuts the wait short."""
         state = self._wf.state
         state.consecutive_errors += 1
+        health.source_retry(state)  # its next attempt is a reconnect
         state.status = "degraded"
         state.last_error = (
             error.message if isinstance(error, ApplicationError | ActivityError) else str(error)

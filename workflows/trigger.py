@@ -49,7 +49,7 @@ with workflow.unsafe.imports_passed_through():
         WaitRunInput,
     )
     from triggers.core.events import Event
-    from workflows import backlog, intake, metering, observe, streams
+    from workflows import backlog, health, intake, metering, observe, streams
     from workflows.run_starts import RunStarts
     from workflows.source_loop import SourceLoop
 
@@ -270,7 +270,7 @@ class TriggerWorkflow(RunStarts):
             # The source runs fine (a stream's every signal says so): no longer degraded.
             self._source.recovered()
         if batch.cursor is not None:
-            self._state.cursor = batch.cursor
+            health.move_cursor(self._state, batch.cursor)
         if batch.next_at is not None:
             self._state.next_at = batch.next_at
         self._accept(batch.events)
@@ -315,6 +315,7 @@ class TriggerWorkflow(RunStarts):
     def status(self) -> TriggerStatus:
         s = self._state
         info = workflow.info()
+        pending = len(s.pending) + len(self._starting) + s.spilled
         return TriggerStatus(
             trigger_id=self._spec.trigger_id,
             workflow_id=info.workflow_id,
@@ -333,7 +334,7 @@ class TriggerWorkflow(RunStarts):
             cursor=s.cursor,
             next_at=None if s.status == "finished" else s.next_at,
             runs_in_flight=self._runs_running,
-            pending=len(s.pending) + len(self._starting) + s.spilled,
+            pending=pending,
             last_event_time=s.last_event_time,
             last_error=s.last_error,
             continued_as_new=s.continued_as_new,
@@ -345,6 +346,7 @@ class TriggerWorkflow(RunStarts):
             last_recovery=s.recoveries[-1] if s.recoveries else None,
             stream=replace(s.stream) if s.stream else None,
             held=len(s.held),
+            health=health.of(self._spec, s, pending),
         )
 
     @workflow.query(name=SNAPSHOT_QUERY)

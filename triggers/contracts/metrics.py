@@ -23,6 +23,10 @@ SOURCE_LOOPS: Final = "triggers_source_loops"
 SOURCE_RECONNECTS: Final = "triggers_source_reconnects_total"
 SOURCE_STATE: Final = "triggers_source_state"
 DEAD_LETTERS: Final = "triggers_dead_letters"
+# The health of this worker's source loops (connected / paused / failing), their lag.
+SOURCE_HEALTH: Final = "triggers_source_health"
+SOURCE_LAG: Final = "triggers_source_lag"
+SOURCE_OLDEST_UNACCEPTED: Final = "triggers_source_oldest_unaccepted_seconds"
 
 # Labels. ``trigger_id`` is attached by every counting site and kept only when per-trigger
 # labels are switched on (``TRIGGERS_METRICS_PER_TRIGGER``).

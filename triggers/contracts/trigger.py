@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from triggers.contracts.health import DISABLED, FAILING, TriggerHealth
 from triggers.core.events import Event
 
 
@@ -235,6 +236,12 @@ class TriggerState:
     # (acked upstream already: started when the trigger is enabled again).
     stream: StreamStatus | None = None
     held: list[Event] = field(default_factory=list)
+    # For the health (defaults: histories of older code replay and continue as before).
+    # When a run was last started; when the source's cursor last moved; source attempts
+    # after an error.
+    last_run_start: str | None = None
+    cursor_moved_at: str | None = None
+    source_retries: int = 0
 
 
 @dataclass
@@ -262,8 +269,9 @@ class TriggerStatus:
     ``stream``: a push stream's health (state connecting / connected / paused /
     reconnecting / stopped, ``paused_by_backpressure``, last event time, reconnects, lag and
     pending where the broker tells, dead letters); ``held``: stream events received after a
-    disable, started on enable. ``running`` is false when no trigger workflow runs (then
-    only the row's facts are set).
+    disable, started on enable. ``health``: the same fields for every provider kind
+    (``triggers/contracts/health.py``). ``running`` is false when no trigger workflow runs
+    (then only the row's facts are set).
     """
 
     trigger_id: str
@@ -297,6 +305,8 @@ class TriggerStatus:
     stream: StreamStatus | None = None
     # Stream events held while the trigger is disabled (not in ``pending``).
     held: int = 0
+    # A workflow of older code answers without it: ``unknown``.
+    health: TriggerHealth = field(default_factory=TriggerHealth)
 
     @classmethod
     def not_running(
@@ -318,4 +328,8 @@ class TriggerStatus:
             config_version=config_version,
             running=False,
             last_error=last_error,
+            health=TriggerHealth(
+                state=FAILING if enabled else DISABLED,
+                reason="enabled, but no trigger workflow runs" if enabled else None,
+            ),
         )

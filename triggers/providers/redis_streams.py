@@ -44,6 +44,7 @@ import logging
 import math
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel
@@ -341,9 +342,12 @@ class RedisStreamsProvider(StreamProvider):
         except (RedisError, OSError) as exc:
             raise self._error(exc) from None
         detail: dict[str, Any] = {"group": self.group, "consumer": self.consumer, "streams": {}}
-        pending, lags = 0, list[int | None]()
+        pending, lags, oldest = 0, list[int | None](), list[float]()
         for index, stream in enumerate(streams):
             summary, groups = replies[2 * index], replies[2 * index + 1]
+            age = _entry_age(summary.get("min"))
+            if age is not None:
+                oldest.append(age)
             mine: dict[str, Any] = next((g for g in groups if text(g["name"]) == self.group), {})
             # None: the server cannot tell (e.g. entries were deleted); Redis < 7: absent.
             lag = None if mine.get("lag") is None else int(mine["lag"])
@@ -352,7 +356,12 @@ class RedisStreamsProvider(StreamProvider):
             detail["streams"][stream] = {"pending": int(summary["pending"]), "lag": lag}
         known = [v for v in lags if v is not None]
         total_lag = sum(known) if len(known) == len(lags) else None
-        return StreamHealth(lag=total_lag, pending=pending, detail=detail)
+        return StreamHealth(
+            lag=total_lag,
+            pending=pending,
+            detail=detail,
+            oldest_age_seconds=max(oldest) if oldest else None,
+        )
 
     def to_event(self, message: Message) -> Event:
         return entry_event(self.config, self.source, message)
@@ -374,3 +383,9 @@ def _by_stream(messages: Iterable[Message]) -> dict[str, list[str]]:
 
 
 info = ProviderInfo.of(RedisStreamsProvider)
+
+
+def _entry_age(entry_id: Any) -> float | None:
+    """Seconds since an entry (by its id) was added; None for no entry."""
+    added = entry_time(text(entry_id)) if entry_id is not None else None
+    return None if added is None else max((datetime.now(UTC) - added).total_seconds(), 0.0)

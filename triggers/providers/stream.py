@@ -79,6 +79,9 @@ class StreamHealth:
     lag: int | None = None
     pending: int | None = None
     detail: dict[str, Any] = field(default_factory=dict)
+    # Seconds since the oldest message the broker holds for this consumer that is not
+    # accepted yet (Redis: the oldest entry delivered and not acked), where it can tell.
+    oldest_age_seconds: float | None = None
 
 
 class StreamProvider(SourceProvider):

@@ -40,6 +40,8 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 from triggers.contracts import metrics as names
+from triggers.infra.metrics.sources import CONNECTED, SourceGauges
+from triggers.providers.stream import StreamHealth
 
 # ``*_created`` series double every counter and histogram for nothing Prometheus needs.
 disable_created_metrics()  # type: ignore[no-untyped-call]
@@ -178,6 +180,9 @@ class Metrics:
             names.DUPLICATES: self.duplicates,
             names.START_FAILURES: self.start_failures,
         }
+        # triggers_source_health, _lag, _oldest_unaccepted_seconds (sources.py).
+        self.sources = SourceGauges(self._provider)
+        reg.register(self.sources)
         self._lock = threading.Lock()
 
     # -- counting ------------------------------------------------------------------------
@@ -203,14 +208,37 @@ class Metrics:
         self.source_reconnects.labels(**self._labels(provider, trigger_id)).inc()
 
     @contextmanager
-    def source_loop(self, provider: str) -> Iterator[None]:
-        """Counts a source loop in ``triggers_source_loops`` while the block runs."""
+    def source_loop(self, provider: str, trigger_id: str = "") -> Iterator[None]:
+        """Counts a source loop in ``triggers_source_loops`` while the block runs, and (with
+        its trigger id) in ``triggers_source_health``: connected, failing once the block
+        raised an error; gone when it ends otherwise (a cancel included)."""
         gauge = self.source_loops.labels(provider=self._provider(provider))
         gauge.inc()
+        if trigger_id:
+            self.sources.set(trigger_id, provider, CONNECTED)
+        failed = False
         try:
             yield
+        except Exception:
+            failed = True
+            raise
         finally:
             gauge.dec()
+            if trigger_id:
+                self.sources.ended(trigger_id, failed=failed)
+
+    def stream_observer(
+        self, provider: str, trigger_id: str
+    ) -> Callable[[str, StreamHealth], None]:
+        """What a stream runtime tells as its state (``connected``, ``paused``) or its
+        broker's figures change: into ``triggers_source_health`` and the lag gauges."""
+
+        def observe(state: str, health: StreamHealth) -> None:
+            self.sources.set(
+                trigger_id, provider, state, lag=health.lag, oldest_age=health.oldest_age_seconds
+            )
+
+        return observe
 
     def set_states(
         self, states: Iterable[tuple[str, str, int]], dead: Iterable[tuple[str, int]]
