@@ -1,4 +1,4 @@
-"""What the pull sink (``activities/source.py``) and the stream runtime
+"""What the pull sink (``activities/pull_sink.py``) and the stream runtime
 (``activities/stream.py``) share: how events are cut into signals, and how an error is put
 into words for users and logs."""
 

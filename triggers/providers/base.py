@@ -10,8 +10,9 @@ A provider is a plain async class, testable without Temporal::
         async def run(self, sink): ...          # loop: await sink.emit(events, cursor=...)
         async def shutdown(self): ...
 
-The runtime (``activities/source.py``) calls ``init`` once, then ``run`` until it returns or
-the runtime stops it, then always ``shutdown``. Inside ``run`` a provider:
+The runtime (``activities/source.py``, with ``activities/pull_sink.py``) calls ``init``
+once, then ``run`` until it returns or the runtime stops it, then always ``shutdown``.
+Inside ``run`` a provider:
 
 - reads ``sink.cursor`` to resume where the last run stopped (``None`` on a fresh trigger);
 - calls ``await sink.emit(events, cursor=c)``: it returns once the events are persisted in
