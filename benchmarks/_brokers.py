@@ -88,7 +88,7 @@ class RedisBroker:
         return {"url": url, "streams": [stream], "start": "0", "count": BATCH}
 
     async def raw_consume(
-        self, stream: str, n: int, start_one: StartOne, stop: asyncio.Event
+        self, stream: str, start_one: StartOne, stop: asyncio.Event, stats: dict[str, float]
     ) -> None:
         """XREADGROUP ``BATCH`` entries, start one workflow per entry (concurrently), XACK
         them: ack after accept, as the product does."""
@@ -101,6 +101,7 @@ class RedisBroker:
             )
             for _, entries in reply or []:
                 ids = [e[0].decode() for e in entries]
+                _count(stats, len(ids))
                 await asyncio.gather(*(start_one(f"{stream}/{i}") for i in ids))
                 await self.redis.xack(stream, group, *ids)
 
@@ -110,6 +111,13 @@ class RedisBroker:
             return int((await self.redis.xpending(stream, group))["pending"])
         except Exception:
             return None
+
+    async def acked(self, stream: str, group: str) -> int:
+        """Entries ``group`` read and acked (XINFO GROUPS: entries-read minus pending)."""
+        for g in await self.redis.xinfo_groups(stream):
+            if g["name"].decode() == group:
+                return int(g.get("entries-read") or 0) - int(g["pending"])
+        return 0
 
     async def close(self) -> None:
         if self._redis is not None:
@@ -125,6 +133,7 @@ class KafkaBroker:
     def __init__(self, partitions: int = 1) -> None:
         self.port, self.pid, self.count, self.partitions = 0, 0, 0, partitions
         self._producer: AIOKafkaProducer | None = None
+        self._readers: dict[str, AIOKafkaConsumer] = {}
 
     @property
     def bootstrap(self) -> str:
@@ -191,7 +200,7 @@ class KafkaBroker:
         }
 
     async def raw_consume(
-        self, stream: str, n: int, start_one: StartOne, stop: asyncio.Event
+        self, stream: str, start_one: StartOne, stop: asyncio.Event, stats: dict[str, float]
     ) -> None:
         """getmany ``BATCH`` records, start one workflow per record (concurrently), commit
         their offsets: ack after accept, as the product does."""
@@ -210,6 +219,7 @@ class KafkaBroker:
                 if not records:
                     continue
                 keys = [f"{tp.topic}/{tp.partition}/{r.offset}" for tp, r in records]
+                _count(stats, len(keys))
                 await asyncio.gather(*(start_one(k) for k in keys))
                 offsets: dict[TopicPartition, int] = {}
                 for tp, r in records:
@@ -221,21 +231,37 @@ class KafkaBroker:
     async def unacked(self, stream: str, group: str, published: int) -> int | None:
         """Messages published on ``stream`` beyond ``group``'s committed offsets (summed
         over the partitions; Tansu's end offsets are not reliable: the published count)."""
-        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, group_id=group)
-        await consumer.start()
         try:
-            total = 0
-            for p in range(self.partitions):
-                total += await consumer.committed(TopicPartition(stream, p)) or 0
-            return published - total
+            return published - await self.acked(stream, group)
         except Exception:
             return None
-        finally:
-            await consumer.stop()
+
+    async def acked(self, stream: str, group: str) -> int:
+        """``group``'s committed offsets, summed over the topic's partitions (through a
+        consumer of that group that subscribes to nothing; Tansu answers the admin
+        client's OffsetFetch in a form aiokafka cannot parse)."""
+        if group not in self._readers:
+            reader = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, group_id=group)
+            await reader.start()
+            self._readers[group] = reader
+        reader = self._readers[group]
+        total = 0
+        for p in range(self.partitions):
+            total += await reader.committed(TopicPartition(stream, p)) or 0
+        return total
 
     async def close(self) -> None:
         if self._producer is not None:
             await self._producer.stop()
+        for reader in self._readers.values():
+            await reader.stop()
+
+
+def _count(stats: dict[str, float], size: int) -> None:
+    """Receives that returned messages, and their mean size."""
+    n = stats.get("receives", 0) + 1
+    stats["mean_size"] = round((stats.get("mean_size", 0) * (n - 1) + size) / n, 1)
+    stats["receives"] = n
 
 
 def make_broker(name: str, partitions: int = 1) -> RedisBroker | KafkaBroker:

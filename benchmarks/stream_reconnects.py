@@ -29,8 +29,8 @@ from _common import (
     cpu_delta,
     cpu_seconds,
     isolate_network,
-    log,
     loadavg,
+    log,
     network,
     percentiles,
     rss_mib,
@@ -43,7 +43,9 @@ from triggers.core.events import run_workflow_id
 TARGET_RECONNECTS = 1
 
 
-def sample(status: dict[str, Any], t: float, published: int, pids: dict[str, int]) -> dict[str, Any]:
+def sample(
+    status: dict[str, Any], t: float, published: int, pids: dict[str, int]
+) -> dict[str, Any]:
     stream = status.get("stream") or {}
     return {
         "t_s": round(t, 1),
@@ -189,8 +191,7 @@ async def feed(
         },
         "cpu_s": cpu_delta(cpu1, cpu0),
         "cpu_ms_per_message": {
-            k: round(1000 * v / max(1, len(published)), 2)
-            for k, v in cpu_delta(cpu1, cpu0).items()
+            k: round(1000 * v / max(1, len(published)), 2) for k, v in cpu_delta(cpu1, cpu0).items()
         },
         "samples": samples,
         "status_final": final,
