@@ -80,7 +80,7 @@ class RedisBroker:
 
     async def publish_one(self, stream: str, i: int, published: Published) -> None:
         now = time.time()
-        entry_id = await self.redis.xadd(stream, {"n": str(i), "kind": "order"})
+        entry_id: Any = await self.redis.xadd(stream, {"n": str(i), "kind": "order"})
         published[f"{stream}/{entry_id.decode()}"] = now
 
     def trigger_config(self, stream: str) -> dict[str, Any]:

@@ -74,14 +74,14 @@ def ratio(b: float | None, a: float | None) -> float | None:
 def thread_cpu(pid: int) -> dict[str, float]:
     """CPU seconds of ``pid``'s threads, summed by thread name (Linux /proc): the Python
     main thread is the process name; the Temporal core's are ``tokio-runtime-w``."""
-    out: Counter[str] = Counter()
+    out: dict[str, float] = {}
     for task in Path(f"/proc/{pid}/task").iterdir():
         with contextlib.suppress(OSError, IndexError, ValueError):
             raw = (task / "stat").read_text()
             name = raw[raw.index("(") + 1 : raw.rindex(")")]
             fields = raw.rsplit(")", 1)[1].split()
-            out[name] += (int(fields[11]) + int(fields[12])) / CLK_TCK
-    return dict(out)
+            out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / CLK_TCK
+    return out
 
 
 def thread_delta(after: dict[str, float], before: dict[str, float]) -> dict[str, float]:
@@ -358,7 +358,7 @@ async def product_sustained(
     query = runs_query(tid)
 
     async def started() -> int:
-        return (await st.client.count_workflows(query)).count - args.messages
+        return int((await st.client.count_workflows(query)).count) - int(args.messages)
 
     await wait_count(started, len(want), args.timeout)
     found = await run_starts(st.client, query, want, limit=4 * (args.messages + len(want)))
