@@ -300,10 +300,13 @@ async def start_product(
     procs: Procs,
     *,
     env: dict[str, str] | None = None,
+    python_args: dict[str, list[str]] | None = None,
 ) -> tuple[str, str, str]:
     """Fresh SQLite database, user + API key, then ``triggers worker`` and ``triggers api``.
 
-    Returns (API base URL, API key, task queue). ``env`` adds TRIGGERS_* settings.
+    Returns (API base URL, API key, task queue). ``env`` adds TRIGGERS_* settings;
+    ``python_args`` interpreter arguments per command (``{"worker": ["-m", "cProfile",
+    "-o", path]}`` profiles the worker).
     """
     db_url = f"sqlite+aiosqlite:///{tmp / 'triggers.db'}"
     await asyncio.to_thread(upgrade, db_url)
@@ -326,7 +329,9 @@ async def start_product(
         **(env or {}),
     }
     for command in ("worker", "api"):
-        await procs.spawn(command, [sys.executable, "-m", "workers.cli", command], full_env)
+        extra = (python_args or {}).get(command, [])
+        argv = [sys.executable, *extra, "-m", "workers.cli", command]
+        await procs.spawn(command, argv, full_env)
     url = f"http://127.0.0.1:{port}"
     async with httpx.AsyncClient(base_url=url, timeout=2) as http:
 

@@ -52,10 +52,12 @@ async def bench_stack(
     db_file: bool = False,
     against: tuple[str, str, str] | None = None,
     env: dict[str, str] | None = None,
+    python_args: dict[str, list[str]] | None = None,
 ) -> AsyncIterator[Stack]:
     """A temporary directory and, unless ``against`` = (API URL, API key, Temporal address)
     names a running stack, a headless dev server (in memory, or on a SQLite file) with
-    ``triggers worker`` and ``triggers api`` on fresh ports; all stopped on exit. SIGTERM
+    ``triggers worker`` and ``triggers api`` on fresh ports (``env`` and ``python_args`` as
+    for ``start_product``); all stopped on exit. SIGTERM
     cancels the running task, so the same cleanup runs."""
     task = asyncio.current_task()
     assert task is not None
@@ -78,7 +80,9 @@ async def bench_stack(
                 await server.start()
                 address = server.address
                 log(f"Temporal dev server at {address} (pid {server.pid})")
-                api_url, api_key, queue = await start_product(address, tmp, procs, env=env)
+                api_url, api_key, queue = await start_product(
+                    address, tmp, procs, env=env, python_args=python_args
+                )
             client = await Client.connect(address, namespace=namespace)
             if queue is not None:
                 await wait_pollers(client, queue, procs)
