@@ -28,12 +28,10 @@ from pydantic import BaseModel, SecretStr
 from temporalio.client import Client, WorkflowExecutionStatus
 
 from tests.conftest import Stack, eventually, make_stack
-from tests.helpers import runs_of, status_of
+from tests.helpers import dead_letter_count, runs_of, status_of
 from triggers.contracts.names import SNAPSHOT_QUERY
 from triggers.contracts.trigger import TriggerState
 from triggers.core.events import trigger_workflow_id
-from triggers.infra import dead_letters
-from triggers.infra.db import make_engine, session_factory
 from triggers.infra.settings import Settings
 from triggers.providers import ProviderInfo, register
 from triggers.providers.base import SourceContext, SourceProvider
@@ -152,12 +150,7 @@ class Rig:
     db_url: str
 
     async def dead_letters(self, trigger_id: str) -> int:
-        engine = make_engine(self.db_url)
-        try:
-            async with session_factory(engine)() as session:
-                return await dead_letters.count(session, trigger_id=uuid.UUID(trigger_id))
-        finally:
-            await engine.dispose()
+        return await dead_letter_count(self.db_url, trigger_id)
 
 
 def run_keys(trigger_id: str, run_ids: list[str]) -> set[str]:

@@ -21,8 +21,10 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
+from temporalio.client import Client
 
-from tests.conftest import need_service
+from tests.conftest import Stack, eventually, need_service
+from tests.helpers import count_runs
 
 LOCAL_REDIS = "redis://127.0.0.1:6379/0"
 
@@ -75,6 +77,14 @@ class RedisSide:
         except ResponseError:  # no group yet
             return 0
         return int(summary["pending"])
+
+    async def pending_of(self) -> dict[str, int]:
+        """Pending entries per consumer of the group."""
+        try:
+            summary: Any = await self.client.xpending(self.stream, self.group)
+        except ResponseError:
+            return {}
+        return {_text(c["name"]): int(c["pending"]) for c in summary["consumers"] or []}
 
     async def unacked(self) -> int:
         try:
@@ -189,3 +199,31 @@ class KafkaSide:
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
+
+
+StreamSide = RedisSide | KafkaSide
+
+
+async def stream_trigger(stack: Stack, provider: str, config: dict[str, Any]) -> str:
+    """A trigger of ``provider`` owned by Alice, whose allowlist lets it reach 127.0.0.1."""
+    allow = {"entries": ["127.0.0.1"]}
+    r = await stack.http.put("/api/me/network-allowlist", json=allow, headers=stack.alice)
+    assert r.status_code == 200, r.text
+    body = {"name": f"{provider} e2e", "provider": provider, "config": config}
+    trigger = await stack.create_trigger(body)
+    tid: str = trigger["id"]
+    return tid
+
+
+async def runs_reach(client: Client, tid: str, n: int, *, timeout: float) -> int:
+    """Wait until Temporal's visibility counts at least ``n`` runs of the trigger."""
+
+    async def enough() -> int | None:
+        count = await count_runs(client, tid)
+        return count if count >= n else None
+
+    return await eventually(enough, timeout=timeout, interval=0.25)
+
+
+def payloads(start: int, n: int) -> list[dict[str, Any]]:
+    return [{"n": i} for i in range(start, start + n)]
