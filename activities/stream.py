@@ -7,8 +7,9 @@ new one, which is a reconnect):
 1. backpressure: while the trigger workflow's pending (not yet started) events are at or
    over ``pause_pending``, do not receive (learnt by the status query, at most once a
    second and only while the runtime's estimate is near the mark);
-2. ``receive(max_in_flight)``, raced against the stop (activity cancellation, worker
-   shutdown): a consumer blocked in receive is cancelled at once;
+2. ``receive(max_in_flight)`` (fewer when that would carry the backlog past the mark),
+   raced against the stop (activity cancellation, worker shutdown): a consumer blocked in
+   receive is cancelled at once;
 3. each message becomes an event (``to_event``), or a dead letter when it cannot (poison,
    over ``MAX_MESSAGE_BYTES``, delivered more than ``max_deliveries`` times);
 4. the events are admitted (bounds, verdicts, claim checks) and signalled in batches; after
@@ -49,7 +50,11 @@ from triggers.infra import dead_letters
 from triggers.infra.admission import Admission, admit
 from triggers.providers.base import ProviderTransientError
 from triggers.providers.stream import (
+    DEFAULT_MAX_IN_FLIGHT,
+    DEFAULT_PAUSE_PENDING,
+    MAX_IN_FLIGHT_LIMIT,
     MAX_MESSAGE_BYTES,
+    MAX_PAUSE_PENDING,
     Message,
     PoisonMessage,
     StreamHealth,
@@ -58,14 +63,6 @@ from triggers.providers.stream import (
 
 log = logging.getLogger("triggers.stream")
 
-# Messages received and not yet acked, at most (a config field ``max_in_flight`` sets it,
-# up to the limit).
-DEFAULT_MAX_IN_FLIGHT = 100
-MAX_IN_FLIGHT_LIMIT = 1_000
-# The trigger workflow's pending events at which receiving pauses (``pause_pending``); it
-# resumes at half of it.
-DEFAULT_PAUSE_PENDING = 1_000
-MAX_PAUSE_PENDING = 100_000
 # Seconds between status queries while near the mark (and while paused).
 QUERY_EVERY = 1.0
 # provider.health(): how often, and how long it may take.
@@ -200,7 +197,8 @@ class StreamRuntime:
     async def _receive(self) -> list[Message] | None:
         """The next messages, or None once stopped (a receive in progress is cancelled;
         what it returned as the stop came is given back)."""
-        task = asyncio.ensure_future(self._provider.receive(self.limits.max_in_flight))
+        asked = self._room()
+        task = asyncio.ensure_future(self._provider.receive(asked))
         stop = asyncio.ensure_future(self._stop.wait())
         try:
             await asyncio.wait({task, stop}, return_when=asyncio.FIRST_COMPLETED)
@@ -215,11 +213,19 @@ class StreamRuntime:
         if self.stopping:
             await self._nack(messages)
             return None
-        extra = messages[self.limits.max_in_flight :]
+        extra = messages[asked:]
         if extra:  # a provider that returned more than asked: never held
             await self._nack(extra)
-            del messages[self.limits.max_in_flight :]
+            del messages[asked:]
         return messages
+
+    def _room(self) -> int:
+        """How many messages the next receive asks for: ``max_in_flight``, and no more than
+        fit under the pause mark by the backlog estimate, so that a receive never carries
+        the workflow's backlog past ``pause_pending`` (a stream that trickles in, one
+        message a receive and then a full one, would otherwise overshoot it)."""
+        backlog = self._pending_seen + self._sent_since
+        return max(1, min(self.limits.max_in_flight, self.limits.pause_pending - backlog))
 
     async def _stopped_within(self, seconds: float) -> bool:
         try:

@@ -6,6 +6,7 @@ never from one another."""
 from __future__ import annotations
 
 import json
+import uuid
 from typing import Any
 
 import httpx
@@ -16,6 +17,8 @@ from triggers.contracts.names import TRIGGER_WORKFLOW_TYPE
 from triggers.contracts.run import RunResult
 from triggers.core import vendor_signatures
 from triggers.core.events import run_workflow_id
+from triggers.infra import dead_letters
+from triggers.infra.db import make_engine, session_factory
 
 SECRET = "hunter2-super-secret-value-0001"
 
@@ -96,3 +99,13 @@ def outcome(result: RunResult, node_id: str) -> dict[str, Any]:
     assert result.nodes is not None
     found = next(n for n in result.nodes if n.node_id == node_id)
     return {"in": found.items_in, "out": found.items_out, "calls": found.calls}
+
+
+async def dead_letter_count(db_url: str, trigger_id: str) -> int:
+    """The dead letters the store keeps for a trigger."""
+    engine = make_engine(db_url)
+    try:
+        async with session_factory(engine)() as session:
+            return await dead_letters.count(session, trigger_id=uuid.UUID(trigger_id))
+    finally:
+        await engine.dispose()

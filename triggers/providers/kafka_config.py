@@ -12,7 +12,9 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
+
+from triggers.providers.stream import StreamLimits
 
 MAX_BOOTSTRAP_SERVERS = 16
 MAX_TOPICS = 100
@@ -36,7 +38,7 @@ def split_host_port(server: str) -> tuple[str, int]:
     return match["host"].strip("[]"), port
 
 
-class KafkaConfig(BaseModel):
+class KafkaConfig(StreamLimits):
     """Configuration of a Kafka trigger. Give ``topics`` or ``topic_pattern``, not both."""
 
     model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)

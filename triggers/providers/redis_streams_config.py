@@ -14,9 +14,10 @@ from datetime import timedelta
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from triggers.core.durations import DURATION_PATTERN, parse_duration
+from triggers.providers.stream import StreamLimits
 
 SCHEMES = ("redis", "rediss")
 DEFAULT_PORT = 6379
@@ -97,7 +98,7 @@ def parse_url(value: str) -> Address:
     )
 
 
-class RedisStreamsConfig(BaseModel):
+class RedisStreamsConfig(StreamLimits):
     """Configuration of a Redis Streams trigger. The server's password (or an ACL user's)
     is the ``password`` secret, never part of ``url``."""
 

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from triggers.core.events import Event
 from triggers.providers.base import ProviderError, SourceContext, SourceProvider
@@ -46,6 +46,31 @@ from triggers.providers.base import ProviderError, SourceContext, SourceProvider
 # ``DEAD_LETTER_RAW_LIMIT``).
 MAX_MESSAGE_BYTES = 1024 * 1024
 DEAD_LETTER_RAW_LIMIT = 64 * 1024
+# Messages received and not yet acked, at most; the trigger workflow's pending events at
+# which receiving pauses (it resumes at half of it). ``StreamLimits`` fields set them.
+DEFAULT_MAX_IN_FLIGHT = 100
+MAX_IN_FLIGHT_LIMIT = 1_000
+DEFAULT_PAUSE_PENDING = 1_000
+MAX_PAUSE_PENDING = 100_000
+
+
+class StreamLimits(BaseModel):
+    """The runtime's bounds as config fields: a stream provider's config inherits them, so
+    a user can set them per trigger (the runtime reads them by name)."""
+
+    max_in_flight: int = Field(
+        default=DEFAULT_MAX_IN_FLIGHT,
+        ge=1,
+        le=MAX_IN_FLIGHT_LIMIT,
+        description="At most this many messages received and not yet accepted (acked).",
+    )
+    pause_pending: int = Field(
+        default=DEFAULT_PAUSE_PENDING,
+        ge=1,
+        le=MAX_PAUSE_PENDING,
+        description="Receiving pauses while the trigger has this many events waiting to "
+        "start runs (backpressure); it resumes at half of it.",
+    )
 
 
 class PoisonMessage(ProviderError):  # noqa: N818  (a verdict on a message, not a failure)
