@@ -24,7 +24,8 @@ from temporalio.exceptions import ApplicationError
 
 from activities.pull_sink import ActivitySink, Park, WorkerStopping, until_worker_stops
 from activities.signalling import describe
-from activities.stream import Limits, StreamRuntime, run_stream
+from activities.stream import Limits, StreamRuntime
+from activities.stream_activity import run_stream
 from triggers.contracts.names import (
     PROVIDER_CONFIG_ERROR,
     PROVIDER_TRANSIENT_ERROR,

@@ -30,7 +30,7 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -38,12 +38,10 @@ from typing import Any
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
-from temporalio import activity
 from temporalio.client import Client
 
 from activities.signalling import batches, describe
 from triggers.contracts.names import EVENTS_SIGNAL, STATUS_QUERY
-from triggers.contracts.source import SourceResult
 from triggers.contracts.trigger import EventBatch, StreamReport, TriggerStatus
 from triggers.core.events import Event, signal_size, trigger_workflow_id
 from triggers.infra import dead_letters
@@ -408,66 +406,3 @@ class StreamRuntime:
     def _observed(self) -> None:
         if self._on_health is not None:
             self._on_health(self.state, self.health)
-
-
-async def run_stream(
-    runtime: StreamRuntime,
-    *,
-    init: Callable[[], Awaitable[None]],
-    connected: Callable[[], Awaitable[None]],
-    heartbeat_every: float,
-) -> SourceResult:
-    """The activity's body for a stream: ``init``, the loop until a stop, the delivery in
-    progress finished whatever stopped it. The caller always calls ``shutdown``.
-
-    Activity cancellation (the workflow's config change, disable or continue-as-new) is
-    re-raised once the loop ended; a worker stop returns normally (the workflow starts the
-    next attempt at once, elsewhere)."""
-
-    async def beat() -> None:
-        # Cancellation only reaches an activity that heartbeats.
-        while True:
-            activity.heartbeat(runtime.details())
-            await asyncio.sleep(heartbeat_every)
-
-    await init()
-    await connected()
-    helpers = [asyncio.create_task(beat()), asyncio.create_task(runtime.watch_health())]
-    loop = asyncio.create_task(runtime.run())
-    shutdown = asyncio.ensure_future(activity.wait_for_worker_shutdown())
-    cancelled = False
-    try:
-        try:
-            await asyncio.wait({loop, shutdown}, return_when=asyncio.FIRST_COMPLETED)
-        except asyncio.CancelledError:
-            cancelled = True
-        runtime.stop()
-        cancelled = await _finish(loop) or cancelled
-    finally:
-        shutdown.cancel()
-        for task in helpers:
-            task.cancel()
-    if cancelled:
-        if not loop.cancelled() and loop.exception() is not None:
-            log.info("stream loop ended at a cancel: %s", describe(loop.exception()))  # type: ignore[arg-type]
-        raise asyncio.CancelledError
-    loop.result()
-    return SourceResult(cursor=None, events=runtime.events)
-
-
-async def _finish(task: asyncio.Task[None]) -> bool:
-    """Wait for the loop to end (the delivery in progress completes: its signal and its
-    acks). A cancel meanwhile does not cut it short; whether one came is returned."""
-    cancelled = False
-    deadline = time.monotonic() + STOP_GRACE
-    while not task.done():
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            task.cancel()
-            await asyncio.wait({task})
-            break
-        try:
-            await asyncio.wait({task}, timeout=remaining)
-        except asyncio.CancelledError:
-            cancelled = True
-    return cancelled
