@@ -33,6 +33,9 @@ from workers.devserver import DevServer
 from workers.main import build_worker
 
 CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+# A disable or config change reaches a running source with a heartbeat's answer: every
+# worker of the suite (in process and spawned) heartbeats each second, not every 8 s.
+os.environ.setdefault("TRIGGERS_WORKER_HEARTBEAT_THROTTLE_SECONDS", "1")
 PG_DSN = os.environ.get("TRIGGERS_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 
 T = TypeVar("T")

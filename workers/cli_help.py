@@ -35,6 +35,7 @@ _WORKER = (
     "worker_activity_task_pollers",
     "worker_max_concurrent_activities",
     "worker_shutdown_grace_seconds",
+    "worker_heartbeat_throttle_seconds",
     "worker_metrics_port",
     "worker_metrics_host",
     "metrics_per_trigger",

@@ -96,4 +96,7 @@ def build_worker(
         max_concurrent_workflow_task_polls=settings.worker_workflow_task_pollers,
         max_concurrent_activity_task_polls=settings.worker_activity_task_pollers,
         graceful_shutdown_timeout=timedelta(seconds=settings.worker_shutdown_grace_seconds),
+        max_heartbeat_throttle_interval=timedelta(
+            seconds=settings.worker_heartbeat_throttle_seconds
+        ),
     )

@@ -101,6 +101,17 @@ class Settings(BaseSettings):
         description="Activities a worker runs at once (every running source loop holds one).",
     )
     # Then they are cancelled and Temporal retries them on another worker.
+    # The SDK sends a running activity's heartbeats at most this often (and at most every
+    # 0.8 x its heartbeat timeout, 8 s for sources); a cancel (a disable or config change
+    # reaching a running source) arrives with a heartbeat's answer.
+    worker_heartbeat_throttle_seconds: float = Field(
+        default=8.0,
+        ge=0.5,
+        le=60,
+        description="Most seconds between a running source's heartbeats to Temporal: a "
+        "disable or config change reaches a running source within about this (lower: "
+        "sooner, and more calls to Temporal per running source).",
+    )
     worker_shutdown_grace_seconds: float = Field(
         default=5.0,
         ge=0,
